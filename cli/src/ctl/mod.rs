@@ -1,0 +1,134 @@
+//! `avocetctl`'s arguments and dispatch to one module per verb.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod preview;
+mod validate;
+
+/// Caps the size of an input file, so a wrong path (a disk image, a log) fails fast.
+const INPUT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+/// avocetctl: the command line of Avocet, asynchronous disaster recovery for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "avocetctl", version, about, long_about = None, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Checks Stork YAML or JSON documents and reports every problem at once.
+    Validate(ValidateArgs),
+    /// Works with schedules and their policies.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Reads the documents from FILE ('-' for standard input).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum ScheduleCommand {
+    /// Lists the due slots of the policies in a file, as the scheduler will fire them.
+    Preview(PreviewArgs),
+}
+
+/// Names an output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    /// A table for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Args)]
+struct PreviewArgs {
+    /// Reads SchedulePolicy and NamespacedSchedulePolicy documents from FILE ('-' for standard input).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    file: PathBuf,
+    /// Lists slots at or after this RFC 3339 instant (default: now); interval slots are anchored here.
+    #[arg(long, value_name = "RFC3339")]
+    from: Option<String>,
+    /// Lists this many slots per policy type.
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=preview::COUNT_MAX))]
+    count: u32,
+    /// Uses this IANA time zone for policies without policy.timezone (default: UTC).
+    #[arg(long, value_name = "ZONE")]
+    timezone: Option<String>,
+    /// Prints a table or JSON.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+}
+
+/// Runs `avocetctl` with `args` (the program name first) and returns its exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Help and version go to stdout with exit 0; usage errors to stderr with exit 2.
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr().lock();
+    let result = match cli.command {
+        Command::Validate(args) => validate::run(&args, &mut out, &mut err),
+        Command::Schedule(ScheduleCommand::Preview(args)) => {
+            preview::run(&args, &mut out, &mut err)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            let _ = writeln!(err, "error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a whole input file, or standard input for `-`.
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    let shown = path.display();
+    let mut text = String::new();
+    let read = if path == Path::new("-") {
+        io::stdin().lock().take(INPUT_BYTES_MAX + 1).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(path)
+            .and_then(|file| file.take(INPUT_BYTES_MAX + 1).read_to_string(&mut text))
+    };
+    read.map_err(|error| anyhow::anyhow!("cannot read {shown}: {error}"))?;
+    if text.len() as u64 > INPUT_BYTES_MAX {
+        anyhow::bail!(
+            "cannot read {shown}: it is larger than {} MiB",
+            INPUT_BYTES_MAX / 1024 / 1024
+        );
+    }
+    Ok(text)
+}
+
+/// Writes every problem of an invalid document, one `error:` line per field.
+fn report_invalid(error: &avocet_types::DocumentError, err: &mut dyn Write) -> io::Result<()> {
+    match error {
+        avocet_types::DocumentError::Invalid { errors, .. } => {
+            let label = error.label().unwrap_or_default();
+            for field in &errors.errors {
+                writeln!(err, "error: {label}: {field}")?;
+            }
+            Ok(())
+        }
+        avocet_types::DocumentError::Syntax { .. } => writeln!(err, "error: {error}"),
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs Avocet's whole test suite on a fresh machine: installs what the tests need (pinned), then
+# runs every test. `.ci/run` calls this same script after its format and lint checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NEXTEST_VERSION=0.9.143
+TZDATA_VERSION=2025.2
+
+say() { printf '==> %s\n' "$*"; }
+
+# Python 3 runs the zoneinfo oracle that checks `avocetctl schedule preview`.
+if ! command -v python3 >/dev/null 2>&1; then
+  say "installing python3"
+  apt-get update -qq && apt-get install -y -qq python3
+fi
+if ! python3 -c 'import zoneinfo; zoneinfo.ZoneInfo("Australia/Lord_Howe")' >/dev/null 2>&1; then
+  say "installing the tzdata Python package ${TZDATA_VERSION} (no system zoneinfo found)"
+  python3 -m pip install --quiet "tzdata==${TZDATA_VERSION}"
+fi
+
+# cargo-nextest runs the tests, one process per test, with the timeouts in .config/nextest.toml.
+if ! cargo nextest --version >/dev/null 2>&1; then
+  say "installing cargo-nextest ${NEXTEST_VERSION}"
+  cargo install --locked "cargo-nextest@${NEXTEST_VERSION}"
+fi
+
+say "running the tests"
+cargo nextest run --workspace --locked --no-fail-fast
+say "running the doc tests"
+cargo test --workspace --doc --locked --quiet
