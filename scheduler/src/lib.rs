@@ -20,4 +20,4 @@ pub mod clock;
 pub mod timing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use timing::{Cadence, DueSlots, slot_label};
+pub use timing::{Cadence, DueSlots};

@@ -95,9 +95,31 @@ impl Cadence {
         DueSlots { cadence: *self, next_from: Some(from) }
     }
 
+    /// Returns the slot as migration names write it, `YYYY-MM-DD-HHMMSS` (Go layout
+    /// `2006-01-02-150405`): wall-clock slots in the rule's zone, interval slots in UTC.
+    ///
+    /// Interval slots are absolute, so in a zone with DST two of them can fall in the hour that
+    /// repeats in autumn and would share a local label; in UTC every label is unique. A
+    /// wall-clock rule has one slot per local date, so its local labels never repeat.
+    pub fn slot_label(&self, slot: DateTime<Utc>) -> String {
+        const LABEL_FORMAT: &str = "%Y-%m-%d-%H%M%S";
+        match self.rule {
+            PolicyRule::Interval { .. } => slot.format(LABEL_FORMAT).to_string(),
+            _ => slot.with_timezone(&self.zone).format(LABEL_FORMAT).to_string(),
+        }
+    }
+
     /// Returns the slot of local `date`, applying the DST rule.
     fn slot_on(&self, date: NaiveDate, at: TimeOfDay) -> Option<DateTime<Utc>> {
         resolve_local(self.zone, date.and_time(at.naive()))
+    }
+
+    /// Returns the local date of `instant`, or `None` where the zone's offset would take it past
+    /// the calendar's ends (chrono's own conversion panics there).
+    fn local_date(&self, instant: DateTime<Utc>) -> Option<NaiveDate> {
+        let utc = instant.naive_utc();
+        let offset = chrono::Offset::fix(&self.zone.offset_from_utc_datetime(&utc));
+        Some(utc.checked_add_offset(offset)?.date())
     }
 
     /// Scans days from the day before `instant`'s local date for the first matching slot.
@@ -109,8 +131,7 @@ impl Cadence {
     ) -> Option<DateTime<Utc>> {
         // Slots are non-decreasing in the date (offsets never jump by more than a day), so the
         // first matching date whose slot is ≥ instant gives the smallest such slot.
-        let start =
-            instant.with_timezone(&self.zone).date_naive().checked_sub_days(Days::new(1))?;
+        let start = self.local_date(instant)?.checked_sub_days(Days::new(1))?;
         let mut date = start;
         let mut weeks_scanned = 0;
         while weeks_scanned < SEARCH_STEPS_MAX {
@@ -135,8 +156,7 @@ impl Cadence {
         date: u8,
         at: TimeOfDay,
     ) -> Option<DateTime<Utc>> {
-        let start =
-            instant.with_timezone(&self.zone).date_naive().checked_sub_days(Days::new(1))?;
+        let start = self.local_date(instant)?.checked_sub_days(Days::new(1))?;
         let mut month = start.with_day(1)?;
         for _ in 0..SEARCH_STEPS_MAX {
             let day = u32::from(date).min(days_in_month(month)?);
@@ -175,11 +195,14 @@ fn interval_at_or_after(
     minutes: u32,
     instant: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
+    if minutes == 0 {
+        // Validation rejects a zero interval; a rule built by hand that has one never fires.
+        return None;
+    }
     if instant <= anchor {
         return Some(anchor);
     }
     let step = i128::from(minutes) * 60 * NANOS_PER_SECOND;
-    debug_assert!(step > 0, "interval rules are at least one minute");
     let elapsed = nanos(instant) - nanos(anchor);
     let steps = (elapsed + step - 1) / step;
     from_nanos(nanos(anchor) + steps * step)
@@ -200,12 +223,6 @@ impl Iterator for DueSlots {
         self.next_from = slot.and_then(|slot| slot.checked_add_signed(TimeDelta::nanoseconds(1)));
         slot
     }
-}
-
-/// Returns the slot as migration names write it, `YYYY-MM-DD-HHMMSS` in `zone`
-/// (Go layout `2006-01-02-150405`).
-pub fn slot_label(slot: DateTime<Utc>, zone: Tz) -> String {
-    slot.with_timezone(&zone).format("%Y-%m-%d-%H%M%S").to_string()
 }
 
 #[cfg(test)]
@@ -273,7 +290,7 @@ mod tests {
         let labels: Vec<String> = cadence
             .due_slots(at("2024-01-31T20:05:00Z"))
             .take(5)
-            .map(|slot| slot_label(slot, zone))
+            .map(|slot| cadence.slot_label(slot))
             .collect();
         assert_eq!(
             labels,
@@ -313,9 +330,34 @@ mod tests {
     }
 
     #[test]
-    fn slot_labels_use_the_zones_wall_clock() {
-        let slot = at("2019-02-14T22:16:51Z");
-        assert_eq!(slot_label(slot, chrono_tz::UTC), "2019-02-14-221651");
-        assert_eq!(slot_label(slot, chrono_tz::Asia::Kolkata), "2019-02-15-034651");
+    fn slot_labels_use_the_zones_wall_clock_and_never_repeat() {
+        let anchor = at("2026-01-01T00:00:00Z");
+        let daily =
+            Cadence::new(PolicyRule::Daily { at: time(3, 46) }, chrono_tz::Asia::Kolkata, anchor);
+        assert_eq!(daily.slot_label(at("2019-02-14T22:16:51Z")), "2019-02-15-034651");
+        // Two interval slots in New York's repeated autumn hour get distinct (UTC) labels.
+        let zone = chrono_tz::America::New_York;
+        let interval =
+            Cadence::new(PolicyRule::Interval { minutes: 60 }, zone, at("2026-11-01T04:10:00Z"));
+        let labels: Vec<String> =
+            interval.due_slots(anchor).take(3).map(|slot| interval.slot_label(slot)).collect();
+        assert_eq!(labels, ["2026-11-01-041000", "2026-11-01-051000", "2026-11-01-061000"]);
+    }
+
+    #[test]
+    fn extreme_instants_and_zero_intervals_give_none_not_a_panic() {
+        let zone = chrono_tz::Asia::Tokyo;
+        let daily = Cadence::new(PolicyRule::Daily { at: time(1, 0) }, zone, DateTime::UNIX_EPOCH);
+        assert_eq!(daily.first_at_or_after(DateTime::<Utc>::MAX_UTC), None);
+        let zone = chrono_tz::America::New_York;
+        let monthly = Cadence::new(
+            PolicyRule::Monthly { date: 1, at: time(1, 0) },
+            zone,
+            DateTime::UNIX_EPOCH,
+        );
+        // MIN_UTC has no local date in New York (offset −4:56), so the calendar has ended.
+        assert_eq!(monthly.first_at_or_after(DateTime::<Utc>::MIN_UTC), None);
+        let zero = Cadence::new(PolicyRule::Interval { minutes: 0 }, zone, DateTime::UNIX_EPOCH);
+        assert_eq!(zero.first_at_or_after(DateTime::UNIX_EPOCH), None);
     }
 }

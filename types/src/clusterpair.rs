@@ -2,7 +2,8 @@
 //!
 //! `spec.config` is client-go's in-memory `clientcmd/api.Config`, which is what Stork embeds: its
 //! `clusters`, `users` and `contexts` are maps keyed by name (not the lists of a kubeconfig
-//! file), and `LocationOfOrigin` appears because client-go never tagged it.
+//! file), `LocationOfOrigin` appears because client-go never tagged it, and impersonation is
+//! spelled `act-as` (a kubeconfig file says `as`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -213,16 +214,16 @@ pub struct KubeAuthInfo {
     #[serde(default, rename = "tokenFile", skip_serializing_if = "String::is_empty")]
     pub token_file: String,
     /// Names a user to impersonate.
-    #[serde(default, rename = "as", skip_serializing_if = "String::is_empty")]
+    #[serde(default, rename = "act-as", skip_serializing_if = "String::is_empty")]
     pub impersonate: String,
     /// Names a uid to impersonate.
-    #[serde(default, rename = "as-uid", skip_serializing_if = "String::is_empty")]
+    #[serde(default, rename = "act-as-uid", skip_serializing_if = "String::is_empty")]
     pub impersonate_uid: String,
     /// Lists groups to impersonate.
-    #[serde(default, rename = "as-groups", skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, rename = "act-as-groups", skip_serializing_if = "Vec::is_empty")]
     pub impersonate_groups: Vec<String>,
     /// Holds extra impersonation fields.
-    #[serde(default, rename = "as-user-extra", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, rename = "act-as-user-extra", skip_serializing_if = "BTreeMap::is_empty")]
     pub impersonate_user_extra: BTreeMap<String, Vec<String>>,
     /// Holds a basic-auth user name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -417,8 +418,8 @@ impl KubeConfig {
         if self.clusters.is_empty() && self.contexts.is_empty() && self.users.is_empty() {
             errors.push(
                 path,
-                "is empty; generate the ClusterPair on the destination with \
-                 `avocetctl generate clusterpair`",
+                "is empty; it must hold the destination's kubeconfig (clusters, users, contexts \
+                 and current-context), as `storkctl generate clusterpair` prints it",
             );
             return;
         }

@@ -1,9 +1,11 @@
 //! CustomResourceDefinitions of the Stork kinds, built from the Rust types.
 //!
-//! Differences from the CRDs Stork registers (all compatible with Stork YAML): structural schemas
-//! instead of `x-kubernetes-preserve-unknown-fields` on everything, a `status` subresource on the
-//! kinds that have status (so spec edits and controller status writes never overwrite each
-//! other), and printer columns for `kubectl get`.
+//! Differences from the CRDs Stork registers: structural schemas instead of
+//! `x-kubernetes-preserve-unknown-fields` on everything (Stork YAML still applies unchanged, but
+//! unknown fields are rejected), a `status` subresource on the kinds that have status (so spec
+//! edits and controller status writes never overwrite each other; a client that writes status with
+//! a whole-object update, as storkctl does, must use `/status` instead), and printer columns for
+//! `kubectl get`.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceColumnDefinition, CustomResourceDefinition, CustomResourceDefinitionNames,

@@ -86,7 +86,8 @@ impl StorkObject {
 /// Holds one valid document of a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {
-    /// Gives the document's position in the file, from 1.
+    /// Gives the document's position in the file, from 1, counting non-empty documents and the
+    /// items of a `List` one by one.
     pub index: usize,
     /// Holds the typed object.
     pub object: StorkObject,
@@ -286,11 +287,18 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
+/// Decodes the structurally checked value; a failure here means the schema let through
+/// something the Rust type rejects, reported with its path all the same.
 fn decode<T: DeserializeOwned>(pruned: &Value, errors: &mut ValidationErrors) -> Option<T> {
-    match serde_json::from_value(pruned.clone()) {
+    match serde_path_to_error::deserialize(pruned) {
         Ok(object) => Some(object),
         Err(error) => {
-            errors.push(&FieldPath::root(), format!("cannot be read: {error}"));
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            errors.errors.push(crate::validate::FieldError {
+                path: if path == "." { "(document)".to_owned() } else { path },
+                message: format!("cannot be read: {inner}"),
+            });
             None
         }
     }

@@ -155,8 +155,8 @@ pub struct SchedulePolicyItem {
 #[serde(rename_all = "camelCase")]
 pub struct IntervalPolicy {
     /// Gives the interval in minutes, at least 1.
-    #[serde(default)]
-    pub interval_minutes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_minutes: Option<i64>,
     /// Caps how many migrations of this type are kept (0 means Stork's default, 10).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub retain: i64,
@@ -206,8 +206,8 @@ pub struct WeeklyPolicy {
 #[serde(rename_all = "camelCase")]
 pub struct MonthlyPolicy {
     /// Gives the date, 1 to 31; months without that date fire on their last day.
-    #[serde(default)]
-    pub date: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<i64>,
     /// Gives the time of day, e.g. `8:05PM` or `20:05`.
     #[serde(default)]
     pub time: String,
@@ -396,6 +396,10 @@ impl ParsedPolicy {
 }
 
 fn check_time(errors: &mut ValidationErrors, path: &FieldPath, text: &str) -> Option<TimeOfDay> {
+    if text.is_empty() {
+        errors.push(path, "is required: give a time like 10:14PM or 22:14");
+        return None;
+    }
     match text.parse::<TimeOfDay>() {
         Ok(time) => Some(time),
         Err(()) => {
@@ -406,6 +410,10 @@ fn check_time(errors: &mut ValidationErrors, path: &FieldPath, text: &str) -> Op
 }
 
 fn check_weekday(errors: &mut ValidationErrors, path: &FieldPath, text: &str) -> Option<Weekday> {
+    if text.is_empty() {
+        errors.push(path, "is required: give a day of the week like Thursday or Thu");
+        return None;
+    }
     let day = parse_weekday(text);
     if day.is_none() {
         errors.push(path, format!("{text:?} is not a day of the week like Thursday or Thu"));
@@ -441,17 +449,22 @@ impl SchedulePolicyItem {
 
         if let Some(interval) = &self.interval {
             let path = path.field("interval");
-            let minutes = interval.interval_minutes;
-            match u32::try_from(minutes) {
-                Ok(minutes) if minutes >= 1 && i64::from(minutes) <= INTERVAL_MINUTES_MAX => {
+            let field = path.field("intervalMinutes");
+            match interval.interval_minutes.map(|minutes| (minutes, u32::try_from(minutes))) {
+                Some((_, Ok(minutes)))
+                    if minutes >= 1 && i64::from(minutes) <= INTERVAL_MINUTES_MAX =>
+                {
                     rules.push(PolicyRule::Interval { minutes });
                 }
-                _ => errors.push(
-                    &path.field("intervalMinutes"),
+                Some((minutes, _)) => errors.push(
+                    &field,
                     format!(
                         "{minutes} is not a number of minutes from 1 to {INTERVAL_MINUTES_MAX}"
                     ),
                 ),
+                None => {
+                    errors.push(&field, "is required: give the interval in minutes (1 or more)")
+                }
             }
             let count = check_retain(&mut errors, &path, interval.retain, PolicyType::Interval);
             retain.insert(PolicyType::Interval, count);
@@ -483,13 +496,15 @@ impl SchedulePolicyItem {
         }
         if let Some(monthly) = &self.monthly {
             let path = path.field("monthly");
-            let date = match u8::try_from(monthly.date) {
-                Ok(date) if (1..=31).contains(&date) => Some(date),
-                _ => {
-                    errors.push(
-                        &path.field("date"),
-                        format!("{} is not a day of the month (1 to 31)", monthly.date),
-                    );
+            let field = path.field("date");
+            let date = match monthly.date.map(|date| (date, u8::try_from(date))) {
+                Some((_, Ok(date))) if (1..=31).contains(&date) => Some(date),
+                Some((date, _)) => {
+                    errors.push(&field, format!("{date} is not a day of the month (1 to 31)"));
+                    None
+                }
+                None => {
+                    errors.push(&field, "is required: give a day of the month (1 to 31)");
                     None
                 }
             };
@@ -570,7 +585,7 @@ mod tests {
     #[test]
     fn parse_reports_every_problem_at_once() {
         let item = SchedulePolicyItem {
-            interval: Some(IntervalPolicy { interval_minutes: 0, retain: -1, options: None }),
+            interval: Some(IntervalPolicy { interval_minutes: Some(0), retain: -1, options: None }),
             daily: Some(DailyPolicy { time: "25:61PM".into(), ..Default::default() }),
             weekly: Some(WeeklyPolicy {
                 day: "Funday".into(),
@@ -579,7 +594,7 @@ mod tests {
                 options: None,
             }),
             monthly: Some(MonthlyPolicy {
-                date: 32,
+                date: Some(32),
                 time: "8:05PM".into(),
                 retain: 0,
                 options: None,
@@ -604,9 +619,9 @@ mod tests {
     #[test]
     fn parse_returns_rules_in_evaluation_order_with_default_retain() {
         let item = SchedulePolicyItem {
-            interval: Some(IntervalPolicy { interval_minutes: 60, ..Default::default() }),
+            interval: Some(IntervalPolicy { interval_minutes: Some(60), ..Default::default() }),
             monthly: Some(MonthlyPolicy {
-                date: 14,
+                date: Some(14),
                 time: "8:05PM".into(),
                 retain: 3,
                 options: None,
@@ -624,6 +639,28 @@ mod tests {
         assert_eq!(parsed.retain[&PolicyType::Interval], 10);
         assert_eq!(parsed.retain[&PolicyType::Monthly], 3);
         assert_eq!(parsed.timezone, Some(chrono_tz::America::New_York));
+    }
+
+    #[test]
+    fn missing_values_are_required_not_zero() {
+        let item = SchedulePolicyItem {
+            interval: Some(IntervalPolicy::default()),
+            weekly: Some(WeeklyPolicy::default()),
+            monthly: Some(MonthlyPolicy::default()),
+            ..Default::default()
+        };
+        let errors = item.parse(&FieldPath::root().field("policy")).unwrap_err();
+        let lines: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "policy.interval.intervalMinutes: is required: give the interval in minutes (1 or more)",
+                "policy.weekly.day: is required: give a day of the week like Thursday or Thu",
+                "policy.weekly.time: is required: give a time like 10:14PM or 22:14",
+                "policy.monthly.date: is required: give a day of the month (1 to 31)",
+                "policy.monthly.time: is required: give a time like 10:14PM or 22:14",
+            ]
+        );
     }
 
     #[test]

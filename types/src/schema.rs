@@ -113,23 +113,12 @@ pub fn crd_schema(kind: Kind) -> &'static Value {
     &schemas[&kind]
 }
 
-/// Returns the schema [`check_structure`] walks: the CRD schema with a typed `metadata`.
+/// Returns the schema [`check_structure`] walks: the CRD schema with `metadata` typed as
+/// Kubernetes' `ObjectMeta`, so a misspelt `namespace` is an error instead of a default namespace.
 fn document_schema(kind: Kind) -> &'static Value {
     static SCHEMAS: OnceLock<BTreeMap<Kind, Value>> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| {
-        let string_map = json!({ "type": "object", "additionalProperties": { "type": "string" } });
-        let metadata = json!({
-            "type": "object",
-            "x-kubernetes-preserve-unknown-fields": true,
-            "properties": {
-                "name": { "type": "string" },
-                "generateName": { "type": "string" },
-                "namespace": { "type": "string" },
-                "labels": string_map,
-                "annotations": string_map,
-                "finalizers": { "type": "array", "items": { "type": "string" } },
-            }
-        });
+        let metadata = generate::<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>();
         Kind::ALL
             .into_iter()
             .map(|kind| {
@@ -144,11 +133,23 @@ fn document_schema(kind: Kind) -> &'static Value {
 
 /// Checks `value` against the schema of `kind`; returns the value with every bad field removed.
 ///
-/// Reports unknown fields (with a suggestion when one is close), values of the wrong type and
-/// enum strings that are not allowed. `null` on a non-nullable field is dropped, as a Kubernetes
-/// API server does. Whole-number floats become integers where the schema wants integers.
+/// Reports unknown fields (with a suggestion when one is close), values of the wrong type, enum
+/// strings that are not allowed, numbers outside `minimum`/`maximum` or their integer format, and
+/// timestamps that are not RFC 3339. A `null` object field that is not nullable is dropped, as a
+/// Kubernetes API server does; a `null` list item or map value is an error. Whole-number floats
+/// become integers where the schema wants integers.
 pub fn check_structure(kind: Kind, value: &Value, errors: &mut ValidationErrors) -> Value {
-    walk(document_schema(kind), value, &FieldPath::root(), errors).unwrap_or(Value::Null)
+    walk(document_schema(kind), value, &FieldPath::root(), Slot::Element, errors)
+        .unwrap_or(Value::Null)
+}
+
+/// Says where a node sits, which decides what a `null` there means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// A declared object field: a `null` that is not nullable is pruned.
+    Field,
+    /// A list item, a map value or the root: a `null` that is not nullable is an error.
+    Element,
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -191,15 +192,22 @@ fn walk(
     schema: &Value,
     value: &Value,
     path: &FieldPath,
+    slot: Slot,
     errors: &mut ValidationErrors,
 ) -> Option<Value> {
     if value.is_null() {
-        // A non-nullable null is pruned, as a Kubernetes API server does.
-        return schema
-            .get("nullable")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-            .then_some(Value::Null);
+        let nullable = schema.get("nullable").and_then(Value::as_bool).unwrap_or(false);
+        let typed =
+            schema.get("type").is_some() || schema.get("x-kubernetes-int-or-string").is_some();
+        if nullable || !typed {
+            return Some(Value::Null);
+        }
+        if slot == Slot::Element {
+            let expected = schema.get("type").and_then(Value::as_str).unwrap_or("string");
+            errors.push(path, format!("is null; give a value of type {expected} or remove it"));
+        }
+        // A non-nullable null object field is pruned, as a Kubernetes API server does.
+        return None;
     }
     if schema.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
         return match value {
@@ -232,7 +240,9 @@ fn walk(
             let checked = items
                 .iter()
                 .enumerate()
-                .filter_map(|(i, item)| walk(item_schema, item, &path.index(i), errors))
+                .filter_map(|(i, item)| {
+                    walk(item_schema, item, &path.index(i), Slot::Element, errors)
+                })
                 .collect();
             Some(Value::Array(checked))
         }
@@ -267,7 +277,54 @@ fn walk(
         errors.push(path, format!("{} is not one of {}", short(&checked), names.join(", ")));
         return None;
     }
+    if let Some(problem) = check_range_and_format(schema, &checked) {
+        errors.push(path, format!("{} {problem}", short(&checked)));
+        return None;
+    }
     Some(checked)
+}
+
+/// Returns what is wrong with a scalar given the schema's `minimum`, `maximum` and `format`.
+fn check_range_and_format(schema: &Value, value: &Value) -> Option<String> {
+    let format = schema.get("format").and_then(Value::as_str);
+    match value {
+        Value::Number(number) => {
+            let (low, high): (i128, i128) = match format {
+                Some("int32") => (i32::MIN.into(), i32::MAX.into()),
+                Some("uint8") => (0, u8::MAX.into()),
+                Some("uint16") => (0, u16::MAX.into()),
+                Some("uint32") => (0, u32::MAX.into()),
+                Some("uint64") => (0, u64::MAX.into()),
+                _ => (i64::MIN.into(), i64::MAX.into()),
+            };
+            let integer =
+                number.as_i64().map(i128::from).or_else(|| number.as_u64().map(i128::from));
+            if let Some(integer) = integer
+                && schema.get("type").and_then(Value::as_str) == Some("integer")
+                && !(low..=high).contains(&integer)
+            {
+                return Some(format!("is out of range ({low} to {high})"));
+            }
+            let float = number.as_f64()?;
+            if let Some(minimum) = schema.get("minimum").and_then(Value::as_f64)
+                && float < minimum
+            {
+                return Some(format!("is less than the minimum, {minimum}"));
+            }
+            if let Some(maximum) = schema.get("maximum").and_then(Value::as_f64)
+                && float > maximum
+            {
+                return Some(format!("is more than the maximum, {maximum}"));
+            }
+            None
+        }
+        Value::String(text) if format == Some("date-time") => {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .is_err()
+                .then(|| "is not an RFC 3339 time like 2019-02-14T22:16:51Z".to_owned())
+        }
+        _ => None,
+    }
 }
 
 fn walk_object(
@@ -288,11 +345,11 @@ fn walk_object(
             path.key(key)
         };
         if let Some(field_schema) = properties.and_then(|properties| properties.get(key)) {
-            if let Some(value) = walk(field_schema, value, &child, errors) {
+            if let Some(value) = walk(field_schema, value, &child, Slot::Field, errors) {
                 checked.insert(key.clone(), value);
             }
         } else if let Some(value_schema) = additional {
-            if let Some(value) = walk(value_schema, value, &child, errors) {
+            if let Some(value) = walk(value_schema, value, &child, Slot::Element, errors) {
                 checked.insert(key.clone(), value);
             }
         } else if preserve {
@@ -309,7 +366,7 @@ fn walk_object(
     Value::Object(checked)
 }
 
-/// Returns the known name within edit distance 2 of `key`, if exactly one is closest.
+/// Returns the known name closest to `key` within edit distance 2 (the first one on ties).
 fn closest<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
     let lowered = key.to_ascii_lowercase();
     known
@@ -411,6 +468,53 @@ mod tests {
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(pruned["spec"], json!({}));
         assert_eq!(pruned["metadata"]["creationTimestamp"], Value::Null);
+    }
+
+    #[test]
+    fn nulls_in_lists_and_maps_are_errors_not_silent_drops() {
+        let (pruned, errors) = check(
+            Kind::Migration,
+            json!({"spec": {"namespaces": ["mysql", null], "selectors": {"app": null}}}),
+        );
+        assert_eq!(
+            errors,
+            [
+                "spec.namespaces[1]: is null; give a value of type string or remove it",
+                "spec.selectors.app: is null; give a value of type string or remove it",
+            ]
+        );
+        assert_eq!(pruned["spec"], json!({"namespaces": ["mysql"], "selectors": {}}));
+    }
+
+    #[test]
+    fn numbers_and_times_are_checked_against_their_format() {
+        let (_, errors) = check(
+            Kind::Migration,
+            json!({"metadata": {"name": "m", "namespce": "x", "generation": "1",
+                                "creationTimestamp": "yesterday"},
+                   "status": {"volumes": [{"bytesTotal": -1}],
+                              "finishTimestamp": "2019-02-14 22:16:51"}}),
+        );
+        assert_eq!(
+            errors,
+            [
+                "metadata: unknown field \"namespce\" (did you mean \"namespace\"?)",
+                "metadata.generation: \"1\" must be an integer, not a string",
+                "metadata.creationTimestamp: \"yesterday\" is not an RFC 3339 time like 2019-02-14T22:16:51Z",
+                "status.volumes[0].bytesTotal: -1 is out of range (0 to 18446744073709551615)",
+                "status.finishTimestamp: \"2019-02-14 22:16:51\" is not an RFC 3339 time like 2019-02-14T22:16:51Z",
+            ]
+        );
+        let (_, errors) = check(
+            Kind::SchedulePolicy,
+            json!({"policy": {"interval": {"intervalMinutes": 18_446_744_073_709_551_615u64}}}),
+        );
+        assert_eq!(
+            errors,
+            [
+                "policy.interval.intervalMinutes: 18446744073709551615 is out of range (-9223372036854775808 to 9223372036854775807)"
+            ]
+        );
     }
 
     #[test]

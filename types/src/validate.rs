@@ -117,8 +117,18 @@ fn is_dns_label(text: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
+/// Returns whether `text` is an RFC 1123 subdomain as Kubernetes checks it: at most 253
+/// characters, dot-separated parts of lowercase letters, digits and '-' that start and end with a
+/// letter or digit (unlike DNS itself, a part may be longer than 63 characters).
 fn is_dns_subdomain(text: &str) -> bool {
-    text.len() <= DNS_SUBDOMAIN_LENGTH_MAX && text.split('.').all(is_dns_label)
+    let part_ok = |part: &str| {
+        let bytes = part.as_bytes();
+        !bytes.is_empty()
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+            && bytes[0] != b'-'
+            && bytes[bytes.len() - 1] != b'-'
+    };
+    text.len() <= DNS_SUBDOMAIN_LENGTH_MAX && text.split('.').all(part_ok)
 }
 
 /// Checks an object name: a DNS subdomain (lowercase letters, digits, '-' and '.').
@@ -223,7 +233,8 @@ mod tests {
     #[test]
     fn names_follow_rfc_1123() {
         let path = FieldPath::root().field("metadata").field("name");
-        for good in ["a", "mysql", "my-app.v2", "0abc"] {
+        let long_part = "x".repeat(200);
+        for good in ["a", "mysql", "my-app.v2", "0abc", &long_part] {
             let mut errors = ValidationErrors::default();
             check_object_name(&mut errors, &path, good);
             assert!(errors.is_empty(), "{good}: {errors}");

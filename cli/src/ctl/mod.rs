@@ -15,7 +15,7 @@ const INPUT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 /// avocetctl: the command line of Avocet, asynchronous disaster recovery for Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "avocetctl", version, about, long_about = None, disable_help_subcommand = true)]
+#[command(name = "avocetctl", version, disable_help_subcommand = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,7 +39,9 @@ struct ValidateArgs {
 
 #[derive(Debug, Subcommand)]
 enum ScheduleCommand {
-    /// Lists the due slots of the policies in a file, as the scheduler will fire them.
+    /// Lists the due slots of the policies in a file, computed by the scheduler's own timing core.
+    ///
+    /// Interval slots are anchored at --from here; a running schedule anchors them at its creation.
     Preview(PreviewArgs),
 }
 

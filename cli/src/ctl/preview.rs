@@ -45,10 +45,19 @@ impl Slot {
             PolicyRule::Monthly { date, at } => (at, Some(date)),
         };
         let mut notes = Vec::new();
-        if let Some(date) = date
-            && local.day() < u32::from(date)
-        {
-            notes.push(format!("the month has no day {date}, so it fires on its last day"));
+        if let Some(date) = date {
+            // The slot belongs to its local month, unless a DST gap pushed it past midnight
+            // into the next one; either way the rule chose that month's min(date, length).
+            let month_of = |day: chrono::NaiveDate| day.with_day(1).unwrap_or(day);
+            let slot_month = month_of(local.date_naive());
+            let intended = if local.day() == u32::from(date).min(days_in_month(slot_month)) {
+                slot_month
+            } else {
+                month_of(slot_month.pred_opt().unwrap_or(slot_month))
+            };
+            if u32::from(date) > days_in_month(intended) {
+                notes.push(format!("the month has no day {date}, so it fires on its last day"));
+            }
         }
         let wall = TimeOfDay::new(
             u8::try_from(local.hour()).unwrap_or_default(),
@@ -64,6 +73,14 @@ impl Slot {
         }
         notes.join("; ")
     }
+}
+
+/// Returns the number of days in the month that starts on `first`.
+fn days_in_month(first: chrono::NaiveDate) -> u32 {
+    first
+        .checked_add_months(chrono::Months::new(1))
+        .and_then(|next| u32::try_from(next.signed_duration_since(first).num_days()).ok())
+        .unwrap_or(31)
 }
 
 pub(super) fn run(
@@ -246,6 +263,25 @@ mod tests {
             "{table}"
         );
         assert!(lines[4].ends_with("Mon 2026-03-09 02:30 EDT"), "{table}");
+    }
+
+    #[test]
+    fn table_explains_short_months() {
+        let yaml = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: SchedulePolicy\n\
+            metadata: {name: eom}\npolicy: {monthly: {date: 31, time: \"11:30PM\"}}\n";
+        let table = preview(
+            yaml,
+            |args| args.from = Some("2026-02-01T00:00:00Z".into()),
+            OutputFormat::Table,
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].ends_with(
+                "Sat 2026-02-28 23:30 UTC   the month has no day 31, so it fires on its last day"
+            ),
+            "{table}"
+        );
+        assert!(lines[2].ends_with("Tue 2026-03-31 23:30 UTC"), "{table}");
     }
 
     #[test]
