@@ -1,12 +1,40 @@
 //! The scheduler group's memory: a replicated log and state machine, generic over the application.
 //!
-//! This crate will hold openraft's `TypeConfig`, a sled log store and state-machine store whose
-//! entries are flushed before openraft is told they are durable, snapshots past a log threshold,
-//! a tonic Raft network (the `avocet.raft.v1` service of `avocet-proto`, peer token on every call,
-//! deadlines and bounded retries) and membership changes. It is generic over a deterministic
-//! application state machine (`apply(command) -> response`, snapshot, restore): the scheduler's
-//! catalog plugs in from `avocet-server`, so nothing here knows about policies or migrations.
+//! One node is an openraft `Raft` over three parts of this crate:
+//! - [`store`]: a sled log store whose appends and votes are flushed before openraft hears they
+//!   are done, and a state-machine store that keeps the application in memory and its latest
+//!   snapshot in sled (snapshots are built past a log threshold, sent to lagging or new nodes,
+//!   and the log before them is purged);
+//! - [`network`] and [`service`]: the `avocet.raft.v1` peer service over tonic, with the peer
+//!   token on every call, a deadline on every RPC and bounded retries; every message carries the
+//!   group id, so nodes of two groups never mix;
+//! - [`node`]: start-up (refusing a data directory of another node or group, or a peer list that
+//!   contradicts the stored membership), writes forwarded from followers to the leader,
+//!   linearizable reads, membership changes, status, and a shutdown that hands leadership to a
+//!   caught-up voter first.
+//!
+//! The application is any [`StateMachine`]: commands cross the log as versioned bytes, so
+//! openraft's types stay concrete ([`types`]). The scheduler's catalog plugs in from
+//! `avocet-server`; [`kv::KvStore`] serves the tests and benches.
 //!
 //! Only this crate names openraft or sled (an architecture invariant, checked by the tidy test),
-//! so a change of consensus library or storage engine stays inside it. The replicated-catalog
-//! issue fills it in.
+//! so a change of consensus library or storage engine stays inside it.
+
+// openraft's error types are large by design and travel only on cold paths.
+#![allow(clippy::result_large_err)]
+
+pub mod app;
+pub mod codec;
+pub mod kv;
+pub mod network;
+pub mod node;
+pub mod service;
+pub mod store;
+pub mod types;
+
+pub use app::{Applied, StateMachine};
+pub use network::LinkControl;
+pub use node::{
+    ClusterStatus, MemberStatus, NodeConfig, RaftNode, RequestError, Role, StartError, Timing,
+};
+pub use types::{Member, NodeId};

@@ -33,6 +33,7 @@ mod tests {
             leader_id: 1,
             term: 3,
             commit_index: 42,
+            node_id: 1,
             members: vec![api::Member {
                 id: 1,
                 address: "127.0.0.1:9010".to_owned(),
@@ -44,7 +45,12 @@ mod tests {
         let decoded = api::ClusterStatusResponse::decode(bytes.as_slice()).unwrap();
         assert_eq!(decoded, status);
         assert_eq!(decoded.members[0].role(), api::MemberRole::Leader);
-        let envelope = raft::RaftMessage { format_version: 1, body: vec![1, 2, 3] };
+        let envelope = raft::RaftMessage {
+            format_version: 1,
+            group_id: "g".to_owned(),
+            from: 2,
+            body: vec![1, 2, 3],
+        };
         assert_eq!(
             raft::RaftMessage::decode(envelope.encode_to_vec().as_slice()).unwrap(),
             envelope

@@ -1,0 +1,783 @@
+//! One member of a replicated group: start-up checks, writes, reads, membership, status, shutdown.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use openraft::{EntryPayload, RaftLogReader, ServerState, SnapshotPolicy};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::app::{Applied, StateMachine};
+use crate::codec;
+use crate::network::{GroupCell, LinkControl, NetworkFactory, PeerClient, PeerContext, PeerError};
+use crate::service::{Forward, ForwardError, Forwarded, RaftService, execute};
+use crate::store::{
+    GroupId, Identity, LogStore, SharedState, StateMachineStore, StoreError, open_db,
+};
+use crate::types::{Command, Member, NodeId, Raft, StoredMembership};
+
+/// Bounds the start-up hello to each peer.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Caps how many times a write or membership change is re-sent while the leader changes.
+pub const SUBMIT_ATTEMPTS_MAX: u32 = 20;
+
+/// Spaces the attempts of a re-sent request.
+pub const SUBMIT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Bounds how long a leaving leader waits for a caught-up voter and for its successor.
+pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Sets Raft's clocks: heartbeats and the randomized election timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Spaces the leader's heartbeats.
+    pub heartbeat: Duration,
+    /// Gives the shortest election timeout.
+    pub election_min: Duration,
+    /// Gives the longest election timeout (also the leader lease).
+    pub election_max: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            heartbeat: Duration::from_millis(100),
+            election_min: Duration::from_millis(300),
+            election_max: Duration::from_millis(600),
+        }
+    }
+}
+
+/// Says how to run one node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Names this node.
+    pub id: NodeId,
+    /// Gives the address peers reach this node's Raft service at, `host:port`.
+    pub advertise: String,
+    /// Lists the group's nodes and their Raft addresses (this node included); empty to join an
+    /// existing group later as a learner.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Names the data directory.
+    pub data_dir: PathBuf,
+    /// Creates a new group from `peers` if the data directory holds none yet.
+    pub bootstrap: bool,
+    /// Holds the token every peer call carries.
+    pub peer_token: String,
+    /// Sets Raft's clocks.
+    pub timing: Timing,
+    /// Builds a snapshot after this many entries since the last one.
+    pub snapshot_entries: u64,
+    /// Keeps this many entries before the latest snapshot in the log (for lagging followers).
+    pub entries_kept: u64,
+    /// Blocks links, for fault-injection tests.
+    pub links: LinkControl,
+}
+
+impl NodeConfig {
+    /// Returns a configuration with default timing and snapshot policy.
+    pub fn new(id: NodeId, advertise: &str, data_dir: &Path, peer_token: &str) -> NodeConfig {
+        NodeConfig {
+            id,
+            advertise: advertise.to_owned(),
+            peers: BTreeMap::new(),
+            data_dir: data_dir.to_path_buf(),
+            bootstrap: false,
+            peer_token: peer_token.to_owned(),
+            timing: Timing::default(),
+            snapshot_entries: 5_000,
+            entries_kept: 1_000,
+            links: LinkControl::default(),
+        }
+    }
+}
+
+/// Says why a node refused to start; nothing in its data directory was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration contradicts itself.
+    #[error("{0}")]
+    Config(String),
+    /// The data directory belongs to another node.
+    #[error(
+        "data directory {dir} belongs to node {stored}, not node {given}; give --id {stored} or another directory"
+    )]
+    WrongNode {
+        /// Names the directory.
+        dir: PathBuf,
+        /// Gives the node id stored there.
+        stored: NodeId,
+        /// Gives the node id asked for.
+        given: NodeId,
+    },
+    /// The peer list contradicts the membership stored in the data directory.
+    #[error("--peers contradicts the membership stored in {dir}: {detail}")]
+    Membership {
+        /// Names the directory.
+        dir: PathBuf,
+        /// Says what differs.
+        detail: String,
+    },
+    /// A peer belongs to another group, or answers as another node.
+    #[error("{0}")]
+    Peer(String),
+    /// The data directory could not be read or written.
+    #[error("data directory: {0}")]
+    Store(#[from] StoreError),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Says why a write, read or membership change failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// No leader could be reached in time (no quorum, or elections still running).
+    #[error("no leader is available: {0}")]
+    NoLeader(String),
+    /// This node is not the leader (reads are served by the leader only).
+    #[error("node {me} is not the leader (the leader is {})", leader.map_or_else(|| "unknown".to_owned(), |id| format!("node {id}")))]
+    NotLeader {
+        /// Names this node.
+        me: NodeId,
+        /// Names the leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// The request was refused (bad membership change, undecodable command).
+    #[error("{0}")]
+    Rejected(String),
+    /// The outcome is unknown: the request may or may not have been committed.
+    #[error("outcome unknown: {0}")]
+    Ambiguous(String),
+    /// The node is stopping.
+    #[error("node is stopping: {0}")]
+    Stopping(String),
+}
+
+/// Names a member's role as one node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Leads the group.
+    Leader,
+    /// Votes and follows.
+    Follower,
+    /// Campaigns for leadership.
+    Candidate,
+    /// Receives the log without voting.
+    Learner,
+}
+
+/// Describes one member in a status report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// Names the member.
+    pub id: NodeId,
+    /// Gives its Raft address.
+    pub address: String,
+    /// Gives its role.
+    pub role: Role,
+    /// Gives the highest log index known to be on the member (0 when unknown).
+    pub matched_index: u64,
+}
+
+/// Describes the group as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterStatus {
+    /// Names the node that reports.
+    pub node_id: NodeId,
+    /// Names the leader, when known.
+    pub leader_id: Option<NodeId>,
+    /// Gives the current term.
+    pub term: u64,
+    /// Gives the highest log index this node has applied (so committed).
+    pub commit_index: u64,
+    /// Lists voters and learners.
+    pub members: Vec<MemberStatus>,
+}
+
+/// Runs one member of a replicated group of `S`.
+pub struct RaftNode<S: StateMachine> {
+    id: NodeId,
+    raft: Raft,
+    state: Arc<RwLock<SharedState<S>>>,
+    context: PeerContext,
+    timing: Timing,
+    server_stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+}
+
+impl<S: StateMachine> std::fmt::Debug for RaftNode<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftNode").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// Reads the membership a data directory last knew: the later of the snapshot's and the log's.
+async fn stored_membership(
+    log: &mut LogStore,
+    snapshot_membership: &StoredMembership,
+) -> Result<StoredMembership, StoreError> {
+    let mut latest = snapshot_membership.clone();
+    let entries = log.try_get_log_entries(..).await.map_err(|error| StoreError::Io {
+        path: PathBuf::from("log"),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    for entry in entries {
+        if let EntryPayload::Membership(membership) = entry.payload
+            && latest.log_id().as_ref() < Some(&entry.log_id)
+        {
+            latest = StoredMembership::new(Some(entry.log_id), membership);
+        }
+    }
+    Ok(latest)
+}
+
+fn check_peers_against_membership(
+    config: &NodeConfig,
+    stored: &StoredMembership,
+) -> Result<(), String> {
+    let membership = stored.membership();
+    let nodes: BTreeMap<NodeId, &Member> =
+        membership.nodes().map(|(id, node)| (*id, node)).collect();
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let listed = |ids: &mut dyn Iterator<Item = NodeId>| {
+        ids.map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
+    };
+    if !nodes.contains_key(&config.id) {
+        return Err(format!(
+            "node {} is not a member of the stored group (members: {})",
+            config.id,
+            listed(&mut nodes.keys().copied())
+        ));
+    }
+    for (id, address) in &config.peers {
+        if let Some(member) = nodes.get(id)
+            && &member.address != address
+        {
+            return Err(format!(
+                "node {id} is at {} in the stored membership, not {address}",
+                member.address
+            ));
+        }
+    }
+    if !config.peers.is_empty() {
+        let missing: Vec<NodeId> =
+            membership.voter_ids().filter(|id| !config.peers.contains_key(id)).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "the stored voters {} are missing from --peers",
+                listed(&mut missing.into_iter())
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl<S: StateMachine> RaftNode<S> {
+    /// Starts a node on an already bound `listener` (its address is `config.advertise`).
+    ///
+    /// Refuses, without changing the data directory, a directory of another node, a peer list
+    /// that contradicts the stored membership, peers of another group, and bootstrapping a
+    /// directory that already belongs to a group.
+    pub async fn start(
+        config: NodeConfig,
+        listener: TcpListener,
+    ) -> Result<RaftNode<S>, StartError> {
+        if !config.peers.is_empty() {
+            match config.peers.get(&config.id) {
+                None => {
+                    return Err(StartError::Config(format!(
+                        "node id {} is not in --peers; list every node of the group, this one included",
+                        config.id
+                    )));
+                }
+                Some(address) if address != &config.advertise => {
+                    return Err(StartError::Config(format!(
+                        "--peers puts node {} at {address}, but this node's Raft address is {}",
+                        config.id, config.advertise
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        if config.peer_token.is_empty() {
+            return Err(StartError::Config(
+                "the peer token is empty; every peer call must carry one".to_owned(),
+            ));
+        }
+        let identity = Identity::load(&config.data_dir)?;
+        if let Some(identity) = &identity
+            && identity.node_id != config.id
+        {
+            return Err(StartError::WrongNode {
+                dir: config.data_dir.clone(),
+                stored: identity.node_id,
+                given: config.id,
+            });
+        }
+        let group =
+            GroupCell::new(identity.as_ref().and_then(|identity| identity.group_id.clone()));
+
+        let dir = config.data_dir.clone();
+        let db = tokio::task::spawn_blocking(move || open_db(&dir))
+            .await
+            .map_err(|error| StartError::Raft(format!("opening the database: {error}")))??;
+        let mut log = LogStore::open(&db).map_err(StoreError::from)?;
+        let state_store = StateMachineStore::<S>::open(&db)?;
+        let snapshot_membership = read_membership(&state_store);
+        let stored = stored_membership(&mut log, &snapshot_membership).await?;
+        check_peers_against_membership(&config, &stored)
+            .map_err(|detail| StartError::Membership { dir: config.data_dir.clone(), detail })?;
+        let initialized = stored.membership().nodes().next().is_some();
+        if config.bootstrap && !initialized && group.get().is_some() {
+            return Err(StartError::Config(format!(
+                "data directory {} already joined group {}; start without --bootstrap to rejoin it",
+                config.data_dir.display(),
+                group.get().map(|group| group.0).unwrap_or_default()
+            )));
+        }
+
+        let context = PeerContext {
+            me: config.id,
+            group: group.clone(),
+            token: Arc::from(config.peer_token.as_str()),
+            links: config.links.clone(),
+        };
+        greet_peers(&config, &context, config.bootstrap && !initialized).await?;
+
+        if identity.is_none() {
+            Identity { node_id: config.id, group_id: None }.save(&config.data_dir)?;
+        }
+        let raft_config = openraft::Config {
+            cluster_name: "avocet".to_owned(),
+            heartbeat_interval: millis(config.timing.heartbeat),
+            election_timeout_min: millis(config.timing.election_min),
+            election_timeout_max: millis(config.timing.election_max),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
+            max_in_snapshot_log_to_keep: config.entries_kept,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+        let shared = state_store.shared();
+        let raft = Raft::new(
+            config.id,
+            Arc::new(raft_config),
+            NetworkFactory::new(context.clone()),
+            log,
+            state_store,
+        )
+        .await
+        .map_err(|error| StartError::Raft(error.to_string()))?;
+
+        listener
+            .set_nonblocking(true)
+            .map_err(|error| StartError::Config(format!("listener: {error}")))?;
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|error| StartError::Config(format!("listener: {error}")))?;
+        let service =
+            RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone())
+                .into_server(context.token.clone());
+        let (server_stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener),
+                async {
+                    let _ = stopped.await;
+                },
+            ),
+        );
+
+        if config.bootstrap && !initialized {
+            let new_group = GroupId::random();
+            Identity { node_id: config.id, group_id: Some(new_group.clone()) }
+                .save(&config.data_dir)?;
+            group.set(new_group.clone());
+            let mut members: BTreeMap<NodeId, Member> = config
+                .peers
+                .iter()
+                .map(|(id, address)| (*id, Member { address: address.clone() }))
+                .collect();
+            members
+                .entry(config.id)
+                .or_insert_with(|| Member { address: config.advertise.clone() });
+            tracing::info!(group = %new_group, voters = ?members.keys().collect::<Vec<_>>(), "bootstrapping a new group");
+            raft.initialize(members).await.map_err(|error| StartError::Raft(error.to_string()))?;
+        }
+
+        Ok(RaftNode {
+            id: config.id,
+            raft,
+            state: shared,
+            context,
+            timing: config.timing,
+            server_stop: Some(server_stop),
+            server: Some(server),
+        })
+    }
+
+    /// Returns this node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Returns the underlying openraft instance, for metrics and tests.
+    pub fn raft(&self) -> &Raft {
+        &self.raft
+    }
+
+    /// Returns the group id, once the node belongs to a group.
+    pub fn group(&self) -> Option<GroupId> {
+        self.context.group.get()
+    }
+
+    fn leader_address(&self, leader: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|member| member.address.clone())
+    }
+
+    /// Sends `forward` to the leader (this node or another) and waits for it to be committed,
+    /// re-sending while leadership moves, at most [`SUBMIT_ATTEMPTS_MAX`] times.
+    ///
+    /// A request is re-sent only when it surely did not reach a leader's log (the receiver said
+    /// it is not the leader, or could not be reached), but a connection lost after sending is
+    /// reported as [`RequestError::Ambiguous`]; commands should be idempotent all the same.
+    pub async fn submit(&self, forward: Forward) -> Result<Forwarded, RequestError> {
+        let mut last_problem = String::from("no leader elected yet");
+        for attempt in 0..SUBMIT_ATTEMPTS_MAX {
+            if attempt > 0 {
+                tokio::time::sleep(SUBMIT_BACKOFF).await;
+            }
+            let leader = self.raft.current_leader().await;
+            let outcome = match leader {
+                None => continue,
+                Some(leader) if leader == self.id => Ok(execute(&self.raft, forward.clone()).await),
+                Some(leader) => match self.leader_address(leader) {
+                    None => {
+                        last_problem = format!("leader {leader} has no known address");
+                        continue;
+                    }
+                    Some(address) => {
+                        PeerClient::new(self.context.clone(), leader, &address)
+                            .forward(&forward)
+                            .await
+                    }
+                },
+            };
+            match outcome {
+                Ok(Ok(forwarded)) => return Ok(forwarded),
+                Ok(Err(ForwardError::NotLeader { leader })) => {
+                    last_problem = format!("leadership is moving (leader now {leader:?})");
+                }
+                Ok(Err(ForwardError::Rejected(reason))) => {
+                    return Err(RequestError::Rejected(reason));
+                }
+                Ok(Err(ForwardError::Stopping(reason))) => {
+                    return Err(RequestError::Ambiguous(reason));
+                }
+                Err(error @ PeerError::Unreachable { .. }) => last_problem = error.to_string(),
+                Err(error) => return Err(RequestError::Ambiguous(error.to_string())),
+            }
+        }
+        Err(RequestError::NoLeader(last_problem))
+    }
+
+    /// Proposes `command` and returns the application's answer once it is committed and applied.
+    pub async fn write(&self, command: S::Command) -> Result<S::Response, RequestError> {
+        let forwarded = self.submit(Forward::Write(Command(codec::encode(&command)))).await?;
+        match codec::decode::<Applied<S::Response>>(&forwarded.response.0) {
+            Ok(Applied::Response(response)) => Ok(response),
+            Ok(Applied::Undecodable(reason)) => {
+                Err(RequestError::Rejected(format!("command could not be decoded: {reason}")))
+            }
+            Ok(Applied::Internal) => {
+                Err(RequestError::Rejected("the entry carried no command".to_owned()))
+            }
+            Err(error) => {
+                Err(RequestError::Rejected(format!("answer could not be decoded: {error}")))
+            }
+        }
+    }
+
+    /// Reads the application with linearizable consistency: only on the leader, after it has
+    /// confirmed its leadership with a quorum and applied everything committed before the call.
+    pub async fn read<T>(&self, read: impl FnOnce(&S) -> T) -> Result<T, RequestError> {
+        self.raft.ensure_linearizable().await.map_err(|error| match error {
+            openraft::error::RaftError::APIError(
+                openraft::error::CheckIsLeaderError::ForwardToLeader(forward),
+            ) => RequestError::NotLeader { me: self.id, leader: forward.leader_id },
+            openraft::error::RaftError::APIError(other) => {
+                RequestError::NoLeader(other.to_string())
+            }
+            openraft::error::RaftError::Fatal(fatal) => RequestError::Stopping(fatal.to_string()),
+        })?;
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(read(&state.app))
+    }
+
+    /// Reads this node's copy of the application without consistency guarantees (it may lag).
+    pub fn read_local<T>(&self, read: impl FnOnce(&S) -> T) -> T {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(&state.app)
+    }
+
+    /// Adds node `id` at `address` as a learner.
+    pub async fn add_learner(&self, id: NodeId, address: &str) -> Result<(), RequestError> {
+        self.submit(Forward::AddLearner { id, address: address.to_owned() }).await.map(|_| ())
+    }
+
+    /// Promotes learner `id` to a voter, once it has caught up.
+    pub async fn promote(&self, id: NodeId) -> Result<(), RequestError> {
+        self.submit(Forward::Promote { id }).await.map(|_| ())
+    }
+
+    /// Removes node `id` from the group.
+    pub async fn remove(&self, id: NodeId) -> Result<(), RequestError> {
+        self.submit(Forward::Remove { id }).await.map(|_| ())
+    }
+
+    /// Returns this node's view of the group.
+    pub fn status(&self) -> ClusterStatus {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, member)| {
+                let role = if !voters.contains(id) {
+                    Role::Learner
+                } else if metrics.current_leader == Some(*id) {
+                    Role::Leader
+                } else if *id == self.id && metrics.state == ServerState::Candidate {
+                    Role::Candidate
+                } else {
+                    Role::Follower
+                };
+                let matched_index = if *id == self.id {
+                    metrics.last_log_index.unwrap_or_default()
+                } else {
+                    metrics
+                        .replication
+                        .as_ref()
+                        .and_then(|replication| replication.get(id).copied().flatten())
+                        .map_or(0, |log_id| log_id.index)
+                };
+                MemberStatus { id: *id, address: member.address.clone(), role, matched_index }
+            })
+            .collect();
+        ClusterStatus {
+            node_id: self.id,
+            leader_id: metrics.current_leader,
+            term: metrics.current_term,
+            commit_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+            members,
+        }
+    }
+
+    /// Waits until some node leads the group, at most `timeout`; returns the leader.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            if let Some(leader) = metrics.borrow().current_leader {
+                return Some(leader);
+            }
+            tokio::select! {
+                changed = metrics.changed() => if changed.is_err() { return None; },
+                () = &mut deadline => return None,
+            }
+        }
+    }
+
+    /// Hands leadership to a caught-up voter if this node leads and one exists, then stops
+    /// Raft and the peer service. Bounded by [`HANDOVER_TIMEOUT`] plus the election timeout.
+    pub async fn shutdown(mut self) {
+        if let Err(reason) = self.hand_over().await {
+            tracing::info!(%reason, "no leadership hand-over");
+        }
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not stop cleanly");
+        }
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "peer service stopped with an error"),
+                Err(error) => tracing::warn!(%error, "peer service task failed"),
+            }
+        }
+    }
+
+    /// Stops Raft and the peer service at once, without handing leadership over: what a crash
+    /// looks like to the rest of the group (tests use it to kill a node in-process).
+    pub async fn abort(mut self) {
+        let _ = self.raft.shutdown().await;
+        if let Some(stop) = self.server_stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    async fn hand_over(&self) -> Result<NodeId, String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(self.id) {
+            return Err("this node is not the leader".to_owned());
+        }
+        // Find a voter that holds the whole log.
+        let voters: Vec<NodeId> = metrics
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| *id != self.id)
+            .collect();
+        let mut watch = self.raft.metrics();
+        let caught_up = async {
+            loop {
+                let now = watch.borrow().clone();
+                let last = now.last_log_index;
+                let found = voters.iter().copied().find(|id| {
+                    let matched =
+                        now.replication.as_ref().and_then(|r| r.get(id).copied().flatten());
+                    matched.map(|log_id| log_id.index) == last
+                });
+                if let Some(id) = found {
+                    return Some(id);
+                }
+                if watch.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        let successor = tokio::time::timeout(HANDOVER_TIMEOUT, caught_up)
+            .await
+            .ok()
+            .flatten()
+            .ok_or("no voter caught up in time")?;
+        let address = self.leader_address(successor).ok_or("the successor has no address")?;
+        // Stop leading: no heartbeats, no campaigning here; wait out the leader lease so that the
+        // other voters grant the successor their votes.
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        tokio::time::sleep(self.timing.election_max + self.timing.heartbeat).await;
+        let client = PeerClient::new(self.context.clone(), successor, &address);
+        match client.timeout_now().await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                tracing::info!(successor, %reason, "successor declined to campaign at once")
+            }
+            Err(error) => tracing::info!(successor, %error, "successor not told to campaign"),
+        }
+        let mut watch = self.raft.metrics();
+        let elected = async {
+            loop {
+                let leader = watch.borrow().current_leader;
+                if leader.is_some() && leader != Some(self.id) {
+                    return leader;
+                }
+                if watch.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        let leader = tokio::time::timeout(HANDOVER_TIMEOUT, elected)
+            .await
+            .ok()
+            .flatten()
+            .ok_or("no successor was elected in time")?;
+        tracing::info!(leader, "leadership handed over");
+        Ok(leader)
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn read_membership<S: StateMachine>(store: &StateMachineStore<S>) -> StoredMembership {
+    let shared = store.shared();
+    let state = shared.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    state.membership.clone()
+}
+
+/// Says hello to every listed peer and refuses to start on contradictions: a peer of another
+/// group, a peer that answers as another node, a peer that refuses our token, or (when
+/// bootstrapping a new group) a peer that already belongs to a group.
+async fn greet_peers(
+    config: &NodeConfig,
+    context: &PeerContext,
+    bootstrapping: bool,
+) -> Result<(), StartError> {
+    let ours = context.group.get();
+    let greetings = config.peers.iter().filter(|(id, _)| **id != config.id).map(|(id, address)| {
+        let (id, address) = (*id, address.clone());
+        let client = PeerClient::new(context.clone(), id, &address);
+        async move { (id, address, client.hello(HELLO_TIMEOUT).await) }
+    });
+    for (id, address, answer) in futures_join_all(greetings).await {
+        match answer {
+            Ok(hello) => {
+                if hello.node_id != id {
+                    return Err(StartError::Peer(format!(
+                        "--peers says node {id} is at {address}, but node {} answers there",
+                        hello.node_id
+                    )));
+                }
+                let theirs = (!hello.group_id.is_empty()).then(|| GroupId(hello.group_id.clone()));
+                match (&ours, &theirs) {
+                    (Some(ours), Some(theirs)) if ours != theirs => {
+                        return Err(StartError::Peer(format!(
+                            "this data directory belongs to group {ours}, but node {id} at {address} belongs to group {theirs}"
+                        )));
+                    }
+                    (None, Some(theirs)) if bootstrapping => {
+                        return Err(StartError::Peer(format!(
+                            "node {id} at {address} already belongs to group {theirs}; start without --bootstrap to join it"
+                        )));
+                    }
+                    _ => {}
+                }
+            }
+            Err(error @ PeerError::Refused { code: tonic::Code::Unauthenticated, .. }) => {
+                return Err(StartError::Peer(error.to_string()));
+            }
+            Err(error) => {
+                // A peer that is down, starting or slow says nothing about this node's config.
+                tracing::info!(peer = id, %address, %error, "peer did not answer the start-up hello");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs futures concurrently and returns their outputs in order (a small join_all on tokio).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<JoinHandle<F::Output>> = futures.map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(output) => outputs.push(output),
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+    outputs
+}

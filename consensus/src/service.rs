@@ -1,0 +1,345 @@
+//! The server side of the `avocet.raft.v1` peer service, and requests forwarded to the leader.
+//!
+//! Each handler checks the peer token (an interceptor), then the sender's group: a node that has
+//! no group yet adopts the group of the first leader or candidate that reaches it (persisting it
+//! before acting on the message); a node of another group is refused. Then it decodes the body,
+//! hands it to openraft and encodes the answer.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use avocet_proto::raft::raft_server::{Raft as RaftRpc, RaftServer};
+use avocet_proto::raft::{HelloRequest, HelloResponse, RaftMessage};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::service::interceptor::InterceptedService;
+use tonic::{Request, Response, Status};
+
+use crate::codec;
+use crate::network::{GroupCell, RPC_TIMEOUT};
+use crate::store::{GroupId, Identity};
+use crate::types::{Command, LogId, Member, NodeId, Raft};
+
+/// Caps how far behind the leader a learner may be when promoted, in log entries.
+pub const PROMOTE_LAG_ENTRIES_MAX: u64 = 64;
+
+/// Names a request a follower forwards to the leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Forward {
+    /// Proposes an application command.
+    Write(Command),
+    /// Adds a learner.
+    AddLearner {
+        /// Names the new node.
+        id: NodeId,
+        /// Gives its Raft peer address.
+        address: String,
+    },
+    /// Promotes a learner to a voter.
+    Promote {
+        /// Names the learner.
+        id: NodeId,
+    },
+    /// Removes a node.
+    Remove {
+        /// Names the node.
+        id: NodeId,
+    },
+}
+
+/// Says what the leader did with a forwarded request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// Gives the log id of the committed entry.
+    pub log_id: LogId,
+    /// Holds the application's encoded answer (empty for membership changes).
+    pub response: crate::types::Response,
+}
+
+/// Says why the leader did not carry out a forwarded request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ForwardError {
+    /// The receiver is not the leader; it names the leader it knows.
+    #[error("node is not the leader (the leader is {})", leader.map_or_else(|| "unknown".to_owned(), |id| format!("node {id}")))]
+    NotLeader {
+        /// Names the leader, when known.
+        leader: Option<NodeId>,
+    },
+    /// The request itself is wrong (unknown node, lagging learner, membership change in progress).
+    #[error("{0}")]
+    Rejected(String),
+    /// The node is shutting down or failed.
+    #[error("node is stopping: {0}")]
+    Stopping(String),
+}
+
+fn client_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, Member>>) -> ForwardError {
+    match error {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            ForwardError::NotLeader { leader: forward.leader_id }
+        }
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(error)) => {
+            ForwardError::Rejected(error.to_string())
+        }
+        RaftError::Fatal(fatal) => ForwardError::Stopping(fatal.to_string()),
+    }
+}
+
+/// Carries out `forward` on this node, which must be the leader.
+pub(crate) async fn execute(raft: &Raft, forward: Forward) -> Result<Forwarded, ForwardError> {
+    let membership_only =
+        |log_id| Forwarded { log_id, response: crate::types::Response::default() };
+    match forward {
+        Forward::Write(command) => {
+            let written = raft.client_write(command).await.map_err(client_write_error)?;
+            Ok(Forwarded { log_id: written.log_id, response: written.data })
+        }
+        Forward::AddLearner { id, address } => {
+            let metrics = raft.metrics().borrow().clone();
+            if let Some(existing) = metrics.membership_config.membership().get_node(&id)
+                && existing.address != address
+            {
+                return Err(ForwardError::Rejected(format!(
+                    "node {id} is already a member at {}, not {address}",
+                    existing.address
+                )));
+            }
+            let written = raft
+                .add_learner(id, Member { address }, false)
+                .await
+                .map_err(client_write_error)?;
+            Ok(membership_only(written.log_id))
+        }
+        Forward::Promote { id } => {
+            let metrics = raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            if membership.get_node(&id).is_none() {
+                return Err(ForwardError::Rejected(format!(
+                    "node {id} is not a member; add it as a learner first"
+                )));
+            }
+            if membership.voter_ids().any(|voter| voter == id) {
+                return Err(ForwardError::Rejected(format!("node {id} is already a voter")));
+            }
+            let last = metrics.last_log_index.unwrap_or_default();
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(&id).copied().flatten())
+                .map(|log_id| log_id.index);
+            match matched {
+                Some(index) if last.saturating_sub(index) <= PROMOTE_LAG_ENTRIES_MAX => {}
+                Some(index) => {
+                    return Err(ForwardError::Rejected(format!(
+                        "node {id} is {} entries behind the leader (at most {PROMOTE_LAG_ENTRIES_MAX} allowed); \
+                         wait for it to catch up",
+                        last - index
+                    )));
+                }
+                None => {
+                    return Err(ForwardError::Rejected(format!(
+                        "node {id} has not replicated anything yet; check that it runs and is reachable"
+                    )));
+                }
+            }
+            let written = raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                .await
+                .map_err(client_write_error)?;
+            Ok(membership_only(written.log_id))
+        }
+        Forward::Remove { id } => {
+            let metrics = raft.metrics().borrow().clone();
+            let membership = metrics.membership_config.membership();
+            let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+            let change = if voters.contains(&id) {
+                if voters.len() == 1 {
+                    return Err(ForwardError::Rejected(format!(
+                        "node {id} is the last voter; a group cannot remove all of its voters"
+                    )));
+                }
+                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            } else if membership.get_node(&id).is_some() {
+                ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+            } else {
+                return Err(ForwardError::Rejected(format!("node {id} is not a member")));
+            };
+            let written =
+                raft.change_membership(change, false).await.map_err(client_write_error)?;
+            Ok(membership_only(written.log_id))
+        }
+    }
+}
+
+/// Serves the peer service of one node.
+#[derive(Clone)]
+pub struct RaftService {
+    raft: Raft,
+    me: NodeId,
+    group: GroupCell,
+    data_dir: Arc<PathBuf>,
+}
+
+impl std::fmt::Debug for RaftService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftService").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
+/// Says how a message's group is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// Replication and votes: a node without a group adopts the sender's.
+    AdoptGroup,
+    /// Everything else: the groups must already match.
+    SameGroup,
+}
+
+impl RaftService {
+    /// Returns the service of node `me`, whose identity lives in `data_dir`.
+    pub fn new(raft: Raft, me: NodeId, group: GroupCell, data_dir: PathBuf) -> RaftService {
+        RaftService { raft, me, group, data_dir: Arc::new(data_dir) }
+    }
+
+    /// Returns the service wrapped with the peer-token check.
+    pub fn into_server(
+        self,
+        token: Arc<str>,
+    ) -> InterceptedService<RaftServer<RaftService>, impl tonic::service::Interceptor + Clone> {
+        let expected = format!("Bearer {token}");
+        let check = move |request: Request<()>| -> Result<Request<()>, Status> {
+            let presented = request.metadata().get("authorization").map(|value| value.as_bytes());
+            match presented {
+                Some(value) if constant_time_eq(value, expected.as_bytes()) => Ok(request),
+                Some(_) => Err(Status::unauthenticated("wrong peer token")),
+                None => {
+                    Err(Status::unauthenticated("missing peer token (authorization: Bearer …)"))
+                }
+            }
+        };
+        let server = RaftServer::new(self)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        InterceptedService::new(server, check)
+    }
+
+    fn admit<T: DeserializeOwned>(&self, message: &RaftMessage, admit: Admit) -> Result<T, Status> {
+        if message.format_version != u32::from(codec::FORMAT_VERSION) {
+            return Err(Status::failed_precondition(format!(
+                "message format version {} is not {} (mixed Avocet versions?)",
+                message.format_version,
+                codec::FORMAT_VERSION
+            )));
+        }
+        let theirs = GroupId(message.group_id.clone());
+        match (self.group.get(), admit) {
+            (Some(ours), _) if ours == theirs => {}
+            (Some(ours), _) => {
+                return Err(Status::failed_precondition(format!(
+                    "node {} belongs to group {ours}, not to group {theirs} of node {}",
+                    self.me, message.from
+                )));
+            }
+            (None, Admit::AdoptGroup) if !theirs.0.is_empty() => {
+                // Persist the adoption before acting on the message.
+                let identity = Identity { node_id: self.me, group_id: Some(theirs.clone()) };
+                identity
+                    .save(&self.data_dir)
+                    .map_err(|error| Status::internal(error.to_string()))?;
+                tracing::info!(group = %theirs, from = message.from, "joined the group of a contacting node");
+                self.group.set(theirs);
+            }
+            (None, _) => {
+                return Err(Status::failed_precondition(format!(
+                    "node {} has not joined a group yet",
+                    self.me
+                )));
+            }
+        }
+        codec::decode(&message.body).map_err(|error| Status::invalid_argument(error.to_string()))
+    }
+
+    fn reply<T: Serialize>(&self, value: &T) -> Response<RaftMessage> {
+        Response::new(RaftMessage {
+            format_version: u32::from(codec::FORMAT_VERSION),
+            group_id: self.group.get().map(|group| group.0).unwrap_or_default(),
+            from: self.me,
+            body: codec::encode(value),
+        })
+    }
+}
+
+/// Caps one peer message (a snapshot chunk or a batch of entries), in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[tonic::async_trait]
+impl RaftRpc for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
+        Ok(self.reply(&self.raft.append_entries(rpc).await))
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
+        Ok(self.reply(&self.raft.vote(rpc).await))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
+        Ok(self.reply(&self.raft.install_snapshot(rpc).await))
+    }
+
+    async fn client_write(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let forward: Forward = self.admit(request.get_ref(), Admit::SameGroup)?;
+        let result =
+            tokio::time::timeout(RPC_TIMEOUT, execute(&self.raft, forward)).await.unwrap_or_else(
+                |_| Err(ForwardError::Stopping("the leader did not commit in time".to_owned())),
+            );
+        Ok(self.reply(&result))
+    }
+
+    async fn timeout_now(
+        &self,
+        request: Request<RaftMessage>,
+    ) -> Result<Response<RaftMessage>, Status> {
+        let () = self.admit(request.get_ref(), Admit::SameGroup)?;
+        let from = request.get_ref().from;
+        let metrics = self.raft.metrics().borrow().clone();
+        let result = if metrics.current_leader != Some(from) {
+            Err(format!("node {from} is not the leader this node follows"))
+        } else if metrics.state == ServerState::Learner {
+            Err(format!("node {} is a learner and cannot lead", self.me))
+        } else {
+            tracing::info!(from, "leader hands over: campaigning now");
+            self.raft.trigger().elect().await.map_err(|error| error.to_string())
+        };
+        Ok(self.reply(&result))
+    }
+
+    async fn hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloResponse>, Status> {
+        tracing::debug!(from = request.get_ref().from, "hello");
+        Ok(Response::new(HelloResponse {
+            group_id: self.group.get().map(|group| group.0).unwrap_or_default(),
+            node_id: self.me,
+        }))
+    }
+}

@@ -1,0 +1,71 @@
+//! The openraft type configuration: what a log entry carries, what a node is, and their encoding.
+//!
+//! Commands and responses cross the log as opaque bytes that the application encodes and
+//! versions itself, so openraft's types are concrete and the replicated application stays a plain
+//! trait ([`crate::StateMachine`]) instead of a generic parameter threaded through openraft.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// Identifies a node within its group.
+pub type NodeId = u64;
+
+/// Holds an application command as the log carries it: bytes the application encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command(pub Vec<u8>);
+
+/// Holds the application's answer to a command, as bytes it encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Response(pub Vec<u8>);
+
+/// Describes a member: where its Raft peer service listens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Gives the Raft peer address, `host:port`.
+    pub address: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.address)
+    }
+}
+
+openraft::declare_raft_types!(
+    /// Names the types openraft replicates for Avocet.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = NodeId,
+        Node = Member,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+        Responder = openraft::impls::OneshotResponder<TypeConfig>,
+);
+
+/// Names the openraft instance of one node.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Names a log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+
+/// Names a log id.
+pub type LogId = openraft::LogId<NodeId>;
+
+/// Names a vote.
+pub type Vote = openraft::Vote<NodeId>;
+
+/// Names a membership as stored in the log.
+pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+
+/// Names a storage error.
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Names a snapshot.
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+
+/// Names a snapshot's metadata.
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
