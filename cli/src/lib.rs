@@ -1,4 +1,4 @@
-//! The command lines: `avocetctl` today, the `avocet` service binary as later issues land.
+//! The command lines: `avocetctl`, the storkctl-like client, and `avocet`, the service binary.
 //!
 //! `avocetctl` follows storkctl where storkctl has a verb (the same names, flags and table
 //! headers, because users' scripts parse them) and adds Avocet's own verbs beside them. Today it
@@ -12,3 +12,4 @@
 
 pub mod ctl;
 mod output;
+pub mod service;

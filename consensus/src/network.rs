@@ -48,9 +48,21 @@ impl GroupCell {
         self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    /// Sets the group id.
-    pub fn set(&self, group: GroupId) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(group);
+    /// Sets the group id once `persist` has recorded it, unless a group is already set; returns
+    /// the group the node belongs to afterwards. Holding the lock throughout makes concurrent
+    /// first contacts persist once.
+    pub fn adopt<E>(
+        &self,
+        group: GroupId,
+        persist: impl FnOnce(&GroupId) -> Result<(), E>,
+    ) -> Result<GroupId, E> {
+        let mut cell = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(existing) = cell.as_ref() {
+            return Ok(existing.clone());
+        }
+        persist(&group)?;
+        *cell = Some(group.clone());
+        Ok(group)
     }
 }
 

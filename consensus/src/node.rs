@@ -28,6 +28,9 @@ pub const SUBMIT_ATTEMPTS_MAX: u32 = 20;
 /// Spaces the attempts of a re-sent request.
 pub const SUBMIT_BACKOFF: Duration = Duration::from_millis(100);
 
+/// Bounds how long a status request waits for the leader's view.
+pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Bounds how long a leaving leader waits for a caught-up voter and for its successor.
 pub const HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -159,7 +162,7 @@ pub enum RequestError {
 }
 
 /// Names a member's role as one node sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Role {
     /// Leads the group.
     Leader,
@@ -172,7 +175,7 @@ pub enum Role {
 }
 
 /// Describes one member in a status report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberStatus {
     /// Names the member.
     pub id: NodeId,
@@ -185,7 +188,7 @@ pub struct MemberStatus {
 }
 
 /// Describes the group as one node sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterStatus {
     /// Names the node that reports.
     pub node_id: NodeId,
@@ -206,8 +209,13 @@ pub struct RaftNode<S: StateMachine> {
     state: Arc<RwLock<SharedState<S>>>,
     context: PeerContext,
     timing: Timing,
-    server_stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    server: std::sync::Mutex<Option<PeerServer>>,
+}
+
+/// Holds the running peer service: its stop switch and its task.
+struct PeerServer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl<S: StateMachine> std::fmt::Debug for RaftNode<S> {
@@ -395,10 +403,10 @@ impl<S: StateMachine> RaftNode<S> {
         );
 
         if config.bootstrap && !initialized {
-            let new_group = GroupId::random();
-            Identity { node_id: config.id, group_id: Some(new_group.clone()) }
-                .save(&config.data_dir)?;
-            group.set(new_group.clone());
+            let new_group = group.adopt(GroupId::random(), |group| {
+                Identity { node_id: config.id, group_id: Some(group.clone()) }
+                    .save(&config.data_dir)
+            })?;
             let mut members: BTreeMap<NodeId, Member> = config
                 .peers
                 .iter()
@@ -417,8 +425,7 @@ impl<S: StateMachine> RaftNode<S> {
             state: shared,
             context,
             timing: config.timing,
-            server_stop: Some(server_stop),
-            server: Some(server),
+            server: std::sync::Mutex::new(Some(PeerServer { stop: server_stop, task: server })),
         })
     }
 
@@ -461,7 +468,9 @@ impl<S: StateMachine> RaftNode<S> {
             let leader = self.raft.current_leader().await;
             let outcome = match leader {
                 None => continue,
-                Some(leader) if leader == self.id => Ok(execute(&self.raft, forward.clone()).await),
+                Some(leader) if leader == self.id => {
+                    Ok(execute(&self.raft, self.id, forward.clone()).await)
+                }
                 Some(leader) => match self.leader_address(leader) {
                     None => {
                         last_problem = format!("leader {leader} has no known address");
@@ -495,7 +504,12 @@ impl<S: StateMachine> RaftNode<S> {
     /// Proposes `command` and returns the application's answer once it is committed and applied.
     pub async fn write(&self, command: S::Command) -> Result<S::Response, RequestError> {
         let forwarded = self.submit(Forward::Write(Command(codec::encode(&command)))).await?;
-        match codec::decode::<Applied<S::Response>>(&forwarded.response.0) {
+        let Forwarded::Committed { response, .. } = forwarded else {
+            return Err(RequestError::Rejected(
+                "the leader answered a write with a status".to_owned(),
+            ));
+        };
+        match codec::decode::<Applied<S::Response>>(&response.0) {
             Ok(Applied::Response(response)) => Ok(response),
             Ok(Applied::Undecodable(reason)) => {
                 Err(RequestError::Rejected(format!("command could not be decoded: {reason}")))
@@ -546,41 +560,24 @@ impl<S: StateMachine> RaftNode<S> {
         self.submit(Forward::Remove { id }).await.map(|_| ())
     }
 
-    /// Returns this node's view of the group.
+    /// Returns this node's view of the group (matched indexes of others are known only on the
+    /// leader).
     pub fn status(&self) -> ClusterStatus {
-        let metrics = self.raft.metrics().borrow().clone();
-        let membership = metrics.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(id, member)| {
-                let role = if !voters.contains(id) {
-                    Role::Learner
-                } else if metrics.current_leader == Some(*id) {
-                    Role::Leader
-                } else if *id == self.id && metrics.state == ServerState::Candidate {
-                    Role::Candidate
-                } else {
-                    Role::Follower
-                };
-                let matched_index = if *id == self.id {
-                    metrics.last_log_index.unwrap_or_default()
-                } else {
-                    metrics
-                        .replication
-                        .as_ref()
-                        .and_then(|replication| replication.get(id).copied().flatten())
-                        .map_or(0, |log_id| log_id.index)
-                };
-                MemberStatus { id: *id, address: member.address.clone(), role, matched_index }
-            })
-            .collect();
-        ClusterStatus {
-            node_id: self.id,
-            leader_id: metrics.current_leader,
-            term: metrics.current_term,
-            commit_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
-            members,
+        cluster_status(&self.raft, self.id)
+    }
+
+    /// Returns the leader's view of the group when the leader answers within
+    /// [`STATUS_TIMEOUT`], else this node's own view.
+    pub async fn leader_status(&self) -> ClusterStatus {
+        let local = self.status();
+        let Some(leader) = local.leader_id.filter(|leader| *leader != self.id) else {
+            return local;
+        };
+        let Some(address) = self.leader_address(leader) else { return local };
+        let client = PeerClient::new(self.context.clone(), leader, &address);
+        match tokio::time::timeout(STATUS_TIMEOUT, client.forward(&Forward::Status)).await {
+            Ok(Ok(Ok(Forwarded::Status(status)))) => status,
+            _ => local,
         }
     }
 
@@ -602,34 +599,28 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Hands leadership to a caught-up voter if this node leads and one exists, then stops
     /// Raft and the peer service. Bounded by [`HANDOVER_TIMEOUT`] plus the election timeout.
-    pub async fn shutdown(mut self) {
+    /// Calling it again does nothing.
+    pub async fn shutdown(&self) {
         if let Err(reason) = self.hand_over().await {
             tracing::info!(%reason, "no leadership hand-over");
         }
-        if let Err(error) = self.raft.shutdown().await {
-            tracing::warn!(%error, "raft did not stop cleanly");
-        }
-        if let Some(stop) = self.server_stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            match server.await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "peer service stopped with an error"),
-                Err(error) => tracing::warn!(%error, "peer service task failed"),
-            }
-        }
+        self.abort().await;
     }
 
     /// Stops Raft and the peer service at once, without handing leadership over: what a crash
     /// looks like to the rest of the group (tests use it to kill a node in-process).
-    pub async fn abort(mut self) {
-        let _ = self.raft.shutdown().await;
-        if let Some(stop) = self.server_stop.take() {
-            let _ = stop.send(());
+    pub async fn abort(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::debug!(%error, "raft was already stopped");
         }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
+        let server = self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(server) = server {
+            let _ = server.stop.send(());
+            match server.task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "peer service stopped with an error"),
+                Err(error) => tracing::warn!(%error, "peer service task failed"),
+            }
         }
     }
 
@@ -701,6 +692,44 @@ impl<S: StateMachine> RaftNode<S> {
             .ok_or("no successor was elected in time")?;
         tracing::info!(leader, "leadership handed over");
         Ok(leader)
+    }
+}
+
+/// Returns `me`'s view of the group from its Raft metrics.
+pub(crate) fn cluster_status(raft: &Raft, me: NodeId) -> ClusterStatus {
+    let metrics = raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let members = membership
+        .nodes()
+        .map(|(id, member)| {
+            let role = if !voters.contains(id) {
+                Role::Learner
+            } else if metrics.current_leader == Some(*id) {
+                Role::Leader
+            } else if *id == me && metrics.state == ServerState::Candidate {
+                Role::Candidate
+            } else {
+                Role::Follower
+            };
+            let matched_index = if *id == me {
+                metrics.last_log_index.unwrap_or_default()
+            } else {
+                metrics
+                    .replication
+                    .as_ref()
+                    .and_then(|replication| replication.get(id).copied().flatten())
+                    .map_or(0, |log_id| log_id.index)
+            };
+            MemberStatus { id: *id, address: member.address.clone(), role, matched_index }
+        })
+        .collect();
+    ClusterStatus {
+        node_id: me,
+        leader_id: metrics.current_leader,
+        term: metrics.current_term,
+        commit_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
+        members,
     }
 }
 

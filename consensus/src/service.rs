@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::codec;
 use crate::network::{GroupCell, RPC_TIMEOUT};
+use crate::node::ClusterStatus;
 use crate::store::{GroupId, Identity};
 use crate::types::{Command, LogId, Member, NodeId, Raft};
 
@@ -48,15 +49,22 @@ pub enum Forward {
         /// Names the node.
         id: NodeId,
     },
+    /// Asks for the leader's view of the group (matched indexes are known only there).
+    Status,
 }
 
 /// Says what the leader did with a forwarded request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Forwarded {
-    /// Gives the log id of the committed entry.
-    pub log_id: LogId,
-    /// Holds the application's encoded answer (empty for membership changes).
-    pub response: crate::types::Response,
+pub enum Forwarded {
+    /// A command or membership change was committed.
+    Committed {
+        /// Gives the log id of the committed entry.
+        log_id: LogId,
+        /// Holds the application's encoded answer (empty for membership changes).
+        response: crate::types::Response,
+    },
+    /// The leader's view of the group.
+    Status(ClusterStatus),
 }
 
 /// Says why the leader did not carry out a forwarded request.
@@ -89,13 +97,17 @@ fn client_write_error(error: RaftError<NodeId, ClientWriteError<NodeId, Member>>
 }
 
 /// Carries out `forward` on this node, which must be the leader.
-pub(crate) async fn execute(raft: &Raft, forward: Forward) -> Result<Forwarded, ForwardError> {
+pub(crate) async fn execute(
+    raft: &Raft,
+    me: NodeId,
+    forward: Forward,
+) -> Result<Forwarded, ForwardError> {
     let membership_only =
-        |log_id| Forwarded { log_id, response: crate::types::Response::default() };
+        |log_id| Forwarded::Committed { log_id, response: crate::types::Response::default() };
     match forward {
         Forward::Write(command) => {
             let written = raft.client_write(command).await.map_err(client_write_error)?;
-            Ok(Forwarded { log_id: written.log_id, response: written.data })
+            Ok(Forwarded::Committed { log_id: written.log_id, response: written.data })
         }
         Forward::AddLearner { id, address } => {
             let metrics = raft.metrics().borrow().clone();
@@ -150,6 +162,14 @@ pub(crate) async fn execute(raft: &Raft, forward: Forward) -> Result<Forwarded, 
                 .await
                 .map_err(client_write_error)?;
             Ok(membership_only(written.log_id))
+        }
+        Forward::Status => {
+            let status = crate::node::cluster_status(raft, me);
+            if status.leader_id == Some(me) {
+                Ok(Forwarded::Status(status))
+            } else {
+                Err(ForwardError::NotLeader { leader: status.leader_id })
+            }
         }
         Forward::Remove { id } => {
             let metrics = raft.metrics().borrow().clone();
@@ -245,12 +265,20 @@ impl RaftService {
             }
             (None, Admit::AdoptGroup) if !theirs.0.is_empty() => {
                 // Persist the adoption before acting on the message.
-                let identity = Identity { node_id: self.me, group_id: Some(theirs.clone()) };
-                identity
-                    .save(&self.data_dir)
+                let adopted = self
+                    .group
+                    .adopt(theirs.clone(), |group| {
+                        Identity { node_id: self.me, group_id: Some(group.clone()) }
+                            .save(&self.data_dir)
+                    })
                     .map_err(|error| Status::internal(error.to_string()))?;
+                if adopted != theirs {
+                    return Err(Status::failed_precondition(format!(
+                        "node {} belongs to group {adopted}, not to group {theirs} of node {}",
+                        self.me, message.from
+                    )));
+                }
                 tracing::info!(group = %theirs, from = message.from, "joined the group of a contacting node");
-                self.group.set(theirs);
             }
             (None, _) => {
                 return Err(Status::failed_precondition(format!(
@@ -307,10 +335,11 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let forward: Forward = self.admit(request.get_ref(), Admit::SameGroup)?;
-        let result =
-            tokio::time::timeout(RPC_TIMEOUT, execute(&self.raft, forward)).await.unwrap_or_else(
-                |_| Err(ForwardError::Stopping("the leader did not commit in time".to_owned())),
-            );
+        let result = tokio::time::timeout(RPC_TIMEOUT, execute(&self.raft, self.me, forward))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ForwardError::Stopping("the leader did not commit in time".to_owned()))
+            });
         Ok(self.reply(&result))
     }
 

@@ -67,7 +67,8 @@ async fn start_group(plan: &ChildPlan) -> Vec<RaftNode<KvStore>> {
 }
 
 fn run_child(plan: ChildPlan) {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let nodes = start_group(&plan).await;
         let mut out = std::io::stdout().lock();
@@ -83,7 +84,8 @@ fn run_child(plan: ChildPlan) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let same = nodes.iter().all(|node| node.read_local(Clone::clone) == state);
-            writeln!(out, "\nstate {} {}", same, serde_json::to_string(&state.entries).unwrap()).unwrap();
+            writeln!(out, "\nstate {} {}", same, serde_json::to_string(&state.entries).unwrap())
+                .unwrap();
             out.flush().unwrap();
             return;
         }
@@ -103,7 +105,13 @@ fn run_child(plan: ChildPlan) {
 
 fn spawn_child(plan: &ChildPlan) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "acknowledged_writes_survive_sigkill", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "acknowledged_writes_survive_sigkill",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(CHILD_ENV, serde_json::to_string(plan).unwrap())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -119,7 +127,8 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let protocol = line == "ready" || line.starts_with("ack ") || line.starts_with("state ");
+            let protocol =
+                line == "ready" || line.starts_with("ack ") || line.starts_with("state ");
             if protocol && send.send(line).is_err() {
                 break;
             }
@@ -129,7 +138,8 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..count).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
     listeners.iter().map(|listener| listener.local_addr().unwrap().port()).collect()
 }
 
@@ -152,7 +162,12 @@ fn crash_cycles(dir: &Path, nodes: usize, cycles: u32, seed: u64) {
     let mut next_key = 0;
     for cycle in 0..cycles {
         // --- start the child, wait until it writes, let it run a varied time, kill it
-        let plan = ChildPlan { dir: dir.to_path_buf(), ports: ports.clone(), first_key: next_key, verify: false };
+        let plan = ChildPlan {
+            dir: dir.to_path_buf(),
+            ports: ports.clone(),
+            first_key: next_key,
+            verify: false,
+        };
         let mut child = spawn_child(&plan);
         let received = lines(&mut child);
         let ready = received.recv_timeout(CHILD_START_TIMEOUT).unwrap_or_default();
@@ -170,7 +185,11 @@ fn crash_cycles(dir: &Path, nodes: usize, cycles: u32, seed: u64) {
         // Keys of unacknowledged writes may or may not exist; never reuse them.
         next_key += 1_000;
     }
-    assert!(acknowledged.len() > usize::try_from(cycles).unwrap(), "too few writes were acknowledged: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > usize::try_from(cycles).unwrap(),
+        "too few writes were acknowledged: {}",
+        acknowledged.len()
+    );
 
     // --- restart once more and read everything back
     let plan = ChildPlan { dir: dir.to_path_buf(), ports, first_key: 0, verify: true };
@@ -178,7 +197,8 @@ fn crash_cycles(dir: &Path, nodes: usize, cycles: u32, seed: u64) {
     let received = lines(&mut child);
     let line = received.recv_timeout(CHILD_START_TIMEOUT).unwrap_or_default();
     child.wait().unwrap();
-    let rest = line.strip_prefix("state ").unwrap_or_else(|| panic!("the verifying child said {line:?}"));
+    let rest =
+        line.strip_prefix("state ").unwrap_or_else(|| panic!("the verifying child said {line:?}"));
     let (same, entries) = rest.split_once(' ').unwrap();
     assert_eq!(same, "true", "nodes hold different data after restart");
     let entries: BTreeMap<String, String> = serde_json::from_str(entries).unwrap();
@@ -187,7 +207,12 @@ fn crash_cycles(dir: &Path, nodes: usize, cycles: u32, seed: u64) {
         .filter(|n| entries.get(&format!("k{n}")) != Some(&n.to_string()))
         .copied()
         .collect();
-    assert!(missing.is_empty(), "{} acknowledged writes are missing: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged writes are missing: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }
 
 #[test]

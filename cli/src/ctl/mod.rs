@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod cluster;
 mod preview;
 mod validate;
 
@@ -19,6 +20,25 @@ const INPUT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Says which server to talk to and with which token (for verbs that talk to a server).
+#[derive(Debug, Clone, Args)]
+struct ServerArgs {
+    /// Talks to the Avocet server at URL.
+    #[arg(
+        long,
+        global = true,
+        env = "AVOCET_SERVER",
+        default_value = "http://127.0.0.1:9001",
+        value_name = "URL"
+    )]
+    server: String,
+    /// Presents TOKEN as the bearer token.
+    #[arg(long, global = true, env = "AVOCET_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -28,6 +48,38 @@ enum Command {
     /// Works with schedules and their policies.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Shows and changes the membership of the scheduler group.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Shows the leader, term, commit index and every member as the server sees them.
+    Status {
+        /// Prints a table or JSON.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Adds a node as a learner: it receives the log but does not vote yet.
+    AddLearner {
+        /// Names the new node (1 or more, unique in the group).
+        id: u64,
+        /// Gives the new node's Raft address, host:port.
+        address: String,
+    },
+    /// Promotes a caught-up learner to a voter.
+    Promote {
+        /// Names the learner.
+        id: u64,
+    },
+    /// Removes a node from the group.
+    Remove {
+        /// Names the node.
+        id: u64,
+    },
+    /// Commits a no-op entry through the leader: proof that the group accepts writes.
+    Barrier,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +143,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Schedule(ScheduleCommand::Preview(args)) => {
             preview::run(&args, &mut out, &mut err)
         }
+        Command::Cluster(command) => cluster::run(&cli.server, command, &mut out),
     };
     match result {
         Ok(code) => code,

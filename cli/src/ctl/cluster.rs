@@ -1,0 +1,196 @@
+//! `avocetctl cluster status|add-learner|promote|remove|barrier`: the scheduler group's membership.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use avocet_proto::api::cluster_client::ClusterClient;
+use avocet_proto::api::{
+    AddLearnerRequest, BarrierRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole,
+    PromoteRequest, RemoveRequest,
+};
+use tonic::transport::{Channel, Endpoint};
+
+use super::{ClusterCommand, OutputFormat, ServerArgs};
+use crate::output::Table;
+
+/// Bounds the connection to the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Bounds one call (membership changes wait for a commit).
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+type Client =
+    ClusterClient<tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>>;
+
+/// Adds the bearer token to every request.
+#[derive(Debug, Clone)]
+pub(super) struct TokenInterceptor(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for TokenInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        request.set_timeout(CALL_TIMEOUT);
+        Ok(request)
+    }
+}
+
+async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
+    let endpoint = Endpoint::from_shared(server.server.clone())
+        .map_err(|_| {
+            anyhow::anyhow!("--server: {:?} is not a URL like http://127.0.0.1:9001", server.server)
+        })?
+        .connect_timeout(CONNECT_TIMEOUT);
+    let channel = endpoint.connect().await.map_err(|error| {
+        anyhow::anyhow!("cannot reach the Avocet server at {}: {error}", server.server)
+    })?;
+    let token = match &server.token {
+        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
+            anyhow::anyhow!("--token: the token has characters a header cannot carry")
+        })?),
+        None => None,
+    };
+    Ok(ClusterClient::with_interceptor(channel, TokenInterceptor(token)))
+}
+
+fn failed(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{}", status.message())
+}
+
+fn role(role: i32) -> &'static str {
+    match MemberRole::try_from(role).unwrap_or(MemberRole::Unspecified) {
+        MemberRole::Leader => "Leader",
+        MemberRole::Follower => "Follower",
+        MemberRole::Candidate => "Candidate",
+        MemberRole::Learner => "Learner",
+        MemberRole::Unspecified => "Unknown",
+    }
+}
+
+/// Writes the status as JSON: `{"leaderId", "term", "commitIndex", "members": [...]}`.
+fn write_json(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Result<()> {
+    let members: Vec<serde_json::Value> = status
+        .members
+        .iter()
+        .map(|member| {
+            serde_json::json!({
+                "id": member.id,
+                "address": member.address,
+                "role": role(member.role),
+                "matchedIndex": member.matched_index,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "leaderId": (status.leader_id != 0).then_some(status.leader_id),
+        "term": status.term,
+        "commitIndex": status.commit_index,
+        "members": members,
+        "reportedBy": status.node_id,
+    });
+    serde_json::to_writer_pretty(&mut *out, &json)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn write_table(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut summary = Table::new(&["LEADER", "TERM", "COMMIT-INDEX", "REPORTED-BY"]);
+    let leader =
+        if status.leader_id == 0 { "none".to_owned() } else { status.leader_id.to_string() };
+    summary.row(vec![
+        leader,
+        status.term.to_string(),
+        status.commit_index.to_string(),
+        status.node_id.to_string(),
+    ]);
+    summary.write(out)?;
+    writeln!(out)?;
+    let mut members = Table::new(&["ID", "ADDRESS", "ROLE", "MATCHED-INDEX"]);
+    for member in &status.members {
+        members.row(vec![
+            member.id.to_string(),
+            member.address.clone(),
+            role(member.role).to_owned(),
+            member.matched_index.to_string(),
+        ]);
+    }
+    members.write(out)?;
+    Ok(())
+}
+
+pub(super) fn run(
+    server: &ServerArgs,
+    command: ClusterCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut client = connect(server).await?;
+        match command {
+            ClusterCommand::Status { output } => {
+                let status =
+                    client.status(ClusterStatusRequest {}).await.map_err(failed)?.into_inner();
+                match output {
+                    OutputFormat::Json => write_json(&status, out)?,
+                    OutputFormat::Table => write_table(&status, out)?,
+                }
+            }
+            ClusterCommand::AddLearner { id, address } => {
+                client
+                    .add_learner(AddLearnerRequest { id, address: address.clone() })
+                    .await
+                    .map_err(failed)?;
+                writeln!(out, "node {id} added as a learner at {address}")?;
+            }
+            ClusterCommand::Promote { id } => {
+                client.promote(PromoteRequest { id }).await.map_err(failed)?;
+                writeln!(out, "node {id} promoted to a voter")?;
+            }
+            ClusterCommand::Remove { id } => {
+                client.remove(RemoveRequest { id }).await.map_err(failed)?;
+                writeln!(out, "node {id} removed from the group")?;
+            }
+            ClusterCommand::Barrier => {
+                let barrier = client.barrier(BarrierRequest {}).await.map_err(failed)?.into_inner();
+                writeln!(out, "committed at index {}", barrier.index)?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use avocet_proto::api::Member;
+
+    use super::*;
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let status = ClusterStatusResponse {
+            leader_id: 1,
+            term: 3,
+            commit_index: 42,
+            node_id: 2,
+            members: vec![Member {
+                id: 1,
+                address: "127.0.0.1:9010".into(),
+                role: MemberRole::Leader.into(),
+                matched_index: 42,
+            }],
+        };
+        let mut out = Vec::new();
+        write_json(&status, &mut out).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"leaderId": 1, "term": 3, "commitIndex": 42, "reportedBy": 2,
+                "members": [{"id": 1, "address": "127.0.0.1:9010", "role": "Leader", "matchedIndex": 42}]})
+        );
+    }
+}

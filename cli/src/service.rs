@@ -1,0 +1,135 @@
+//! The `avocet` binary: `serve` today; `worker`, `sandbox` and `demo` as their issues land.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use avocet_server::{ServeConfig, ServeFlags};
+use clap::{Args, Parser, Subcommand};
+
+/// Gives the tokio worker threads: our machines have two cores.
+const WORKER_THREADS: usize = 2;
+
+/// avocet: asynchronous disaster recovery for Kubernetes, the service.
+#[derive(Debug, Parser)]
+#[command(name = "avocet", version, disable_help_subcommand = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs one node of the replicated scheduler group.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Reads settings from a YAML file (keys: id, listen, raftListen, raftAdvertise, peers,
+    /// dataDir, bootstrap, adminToken, peerToken); flags win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Names this node (1 or more), unique in the group.
+    #[arg(long, value_name = "N")]
+    id: Option<u64>,
+    /// Serves the public gRPC API on ADDR [default: 0.0.0.0:9001].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Serves Raft peers on ADDR [default: 0.0.0.0:9010].
+    #[arg(long, value_name = "ADDR")]
+    raft_listen: Option<String>,
+    /// Gives the address peers reach this node's Raft service at [default: this node's --peers entry].
+    #[arg(long, value_name = "HOST:PORT")]
+    raft_advertise: Option<String>,
+    /// Lists every node of the group with its Raft address, this one included.
+    #[arg(long, value_name = "ID=HOST:PORT,...")]
+    peers: Option<String>,
+    /// Keeps this node's log, snapshots and identity in DIR.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Creates a new group from --peers if DIR holds none yet (run on one node only).
+    #[arg(long)]
+    bootstrap: bool,
+    /// Requires this bearer token on admin API calls.
+    #[arg(long, env = "AVOCET_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    admin_token: Option<String>,
+    /// Requires this bearer token on Raft peer calls (the same on every node).
+    #[arg(long, env = "AVOCET_PEER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    peer_token: Option<String>,
+    /// Sets the leader's heartbeat interval (tests use fast clocks).
+    #[arg(long, hide = true, value_name = "MS")]
+    heartbeat_ms: Option<u64>,
+    /// Sets the election timeout range (tests use fast clocks).
+    #[arg(long, hide = true, value_name = "MIN-MAX")]
+    election_timeout_ms: Option<String>,
+}
+
+/// Runs `avocet` with `args` (the program name first) and returns its exit code.
+pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = ServeConfig::resolve(ServeFlags {
+        config: args.config,
+        id: args.id,
+        listen: args.listen,
+        raft_listen: args.raft_listen,
+        raft_advertise: args.raft_advertise,
+        peers: args.peers,
+        data_dir: args.data_dir,
+        bootstrap: args.bootstrap,
+        admin_token: args.admin_token,
+        peer_token: args.peer_token,
+        heartbeat_ms: args.heartbeat_ms,
+        election_timeout_ms: args.election_timeout_ms,
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let shutdown = async {
+            let mut terminate =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(signal) => signal,
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the node");
+                        let _ = tokio::signal::ctrl_c().await;
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+            }
+        };
+        avocet_server::serve(config, shutdown).await
+    })?;
+    Ok(())
+}

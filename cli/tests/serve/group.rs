@@ -1,0 +1,198 @@
+//! Starts and stops real `avocet serve` processes; every process is killed when the test ends.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+const ADMIN_TOKEN: &str = "admin-token-for-tests";
+const PEER_TOKEN: &str = "peer-token-for-tests";
+
+/// Holds one node's addresses and, while it runs, its process.
+pub(crate) struct Node {
+    pub(crate) api: String,
+    pub(crate) raft: String,
+    pub(crate) process: Option<Child>,
+}
+
+/// Holds a group of real processes and their directories.
+pub(crate) struct Group {
+    pub(crate) nodes: BTreeMap<u64, Node>,
+    dir: TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Group {
+    /// Starts `count` nodes; node 1 bootstraps the group.
+    pub(crate) fn start(count: u64) -> Group {
+        let nodes = (1..=count)
+            .map(|id| {
+                let node = Node {
+                    api: format!("127.0.0.1:{}", free_port()),
+                    raft: format!("127.0.0.1:{}", free_port()),
+                    process: None,
+                };
+                (id, node)
+            })
+            .collect();
+        let mut group = Group { nodes, dir: tempfile::tempdir().unwrap() };
+        for id in 1..=count {
+            group.spawn(id);
+        }
+        group
+    }
+
+    fn peers(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|(id, node)| format!("{id}={}", node.raft))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts (or restarts) node `id` with the same command line every time.
+    pub(crate) fn spawn(&mut self, id: u64) {
+        let data_dir: PathBuf = self.dir.path().join(format!("node-{id}"));
+        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).unwrap();
+        let peers = self.peers();
+        let node = self.nodes.get_mut(&id).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_avocet"));
+        command
+            .args([
+                "serve",
+                "--id",
+                &id.to_string(),
+                "--listen",
+                &node.api,
+                "--raft-listen",
+                &node.raft,
+            ])
+            .args(["--peers", &peers, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--heartbeat-ms", "50", "--election-timeout-ms", "300-600"])
+            .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
+        if id == 1 {
+            // The same command line on every restart: --bootstrap is a no-op once initialized.
+            command.arg("--bootstrap");
+        }
+        node.process = Some(command.spawn().unwrap());
+    }
+
+    /// Runs `avocetctl` against node `id` and returns (success, stdout, stderr).
+    pub(crate) fn ctl(&self, id: u64, args: &[&str]) -> (bool, String, String) {
+        let output = Command::new(env!("CARGO_BIN_EXE_avocetctl"))
+            .args(["--server", &format!("http://{}", self.nodes[&id].api)])
+            .args(args)
+            .env("AVOCET_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    }
+
+    /// Returns node `id`'s `cluster status -o json`, if it answers.
+    pub(crate) fn status(&self, id: u64) -> Option<serde_json::Value> {
+        let (ok, out, _) = self.ctl(id, &["cluster", "status", "-o", "json"]);
+        ok.then(|| serde_json::from_str(&out).unwrap())
+    }
+
+    /// Polls `check` every 100 ms until it returns a value or `timeout` passes.
+    pub(crate) fn eventually<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> T {
+        let step = Duration::from_millis(100);
+        let attempts = timeout.as_millis() / step.as_millis();
+        for _ in 0..attempts {
+            if let Some(value) = check() {
+                return value;
+            }
+            std::thread::sleep(step);
+        }
+        let logs: Vec<String> = self
+            .nodes
+            .keys()
+            .map(|id| {
+                std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log")))
+                    .unwrap_or_default()
+            })
+            .collect();
+        panic!("no {what} within {timeout:?}; logs:\n{}", logs.join("\n----\n"));
+    }
+
+    /// Waits until the running nodes agree on a leader among them and returns it.
+    pub(crate) fn leader(&self, timeout: Duration) -> u64 {
+        self.eventually(timeout, "agreed leader", || {
+            let running: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|(_, node)| node.process.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            let views: Vec<Option<u64>> = running
+                .iter()
+                .map(|id| self.status(*id).and_then(|status| status["leaderId"].as_u64()))
+                .collect();
+            let leader = (*views.first()?)?;
+            (running.contains(&leader) && views.iter().all(|view| *view == Some(leader)))
+                .then_some(leader)
+        })
+    }
+
+    /// Kills node `id` with SIGKILL.
+    pub(crate) fn kill(&mut self, id: u64) {
+        if let Some(mut process) = self.nodes.get_mut(&id).unwrap().process.take() {
+            process.kill().unwrap();
+            process.wait().unwrap();
+        }
+    }
+
+    /// Sends SIGTERM to every node and waits (bounded) for each to exit on its own.
+    pub(crate) fn terminate_all(&mut self) -> Vec<bool> {
+        let mut clean = Vec::new();
+        for node in self.nodes.values_mut() {
+            let Some(mut process) = node.process.take() else { continue };
+            let _ = Command::new("kill").args(["-TERM", &process.id().to_string()]).status();
+            let mut exited = false;
+            for _ in 0..100 {
+                if let Ok(Some(status)) = process.try_wait() {
+                    exited = status.success();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !exited {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+            clean.push(exited);
+        }
+        clean
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for node in self.nodes.values_mut() {
+            if let Some(mut process) = node.process.take() {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! `avocet serve` as an operator runs it: three real processes on loopback, driven and judged
+//! only through `avocetctl`.
+
+// Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
+#![allow(clippy::unwrap_used)]
+
+mod group;
+mod t01_failover;

@@ -1,0 +1,384 @@
+//! `avocet serve` configuration: flags, environment and an optional YAML file, merged and checked.
+//!
+//! Precedence: a flag (or its environment variable) wins over the file, which wins over the
+//! default. Every problem names the setting and the bad value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use avocet_consensus::{NodeId, Timing};
+use serde::Deserialize;
+
+/// Gives the public gRPC address when none is set (the async-DR guide's port 9001).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9001";
+
+/// Gives the Raft peer address when none is set (the async-DR guide's port 9010).
+pub const DEFAULT_RAFT_LISTEN: &str = "0.0.0.0:9010";
+
+/// Says why the configuration cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// Names the setting, e.g. `--peers`.
+    pub setting: String,
+    /// Says what is wrong, quoting the bad value.
+    pub message: String,
+}
+
+fn error(setting: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.to_owned(), message: message.into() }
+}
+
+/// Holds the settings given on the command line (each `None` when not given).
+#[derive(Debug, Clone, Default)]
+pub struct ServeFlags {
+    /// Gives `--config`.
+    pub config: Option<PathBuf>,
+    /// Gives `--id`.
+    pub id: Option<NodeId>,
+    /// Gives `--listen`.
+    pub listen: Option<String>,
+    /// Gives `--raft-listen`.
+    pub raft_listen: Option<String>,
+    /// Gives `--raft-advertise`.
+    pub raft_advertise: Option<String>,
+    /// Gives `--peers`.
+    pub peers: Option<String>,
+    /// Gives `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// Gives `--bootstrap`.
+    pub bootstrap: bool,
+    /// Gives `--admin-token` (or `AVOCET_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
+    /// Gives `--peer-token` (or `AVOCET_PEER_TOKEN`).
+    pub peer_token: Option<String>,
+    /// Gives `--heartbeat-ms` (hidden; tests use fast clocks).
+    pub heartbeat_ms: Option<u64>,
+    /// Gives `--election-timeout-ms MIN-MAX` (hidden).
+    pub election_timeout_ms: Option<String>,
+}
+
+/// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Gives `id`.
+    pub id: Option<NodeId>,
+    /// Gives `listen`.
+    pub listen: Option<String>,
+    /// Gives `raftListen`.
+    pub raft_listen: Option<String>,
+    /// Gives `raftAdvertise`.
+    pub raft_advertise: Option<String>,
+    /// Gives `peers` as `id=host:port,…` or a list of such entries.
+    pub peers: Option<PeersSetting>,
+    /// Gives `dataDir`.
+    pub data_dir: Option<PathBuf>,
+    /// Gives `bootstrap`.
+    pub bootstrap: Option<bool>,
+    /// Gives `adminToken`.
+    pub admin_token: Option<String>,
+    /// Gives `peerToken`.
+    pub peer_token: Option<String>,
+}
+
+/// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PeersSetting {
+    /// `1=host:port,2=host:port`.
+    Text(String),
+    /// `["1=host:port", "2=host:port"]`.
+    List(Vec<String>),
+}
+
+impl ConfigFile {
+    /// Reads a YAML configuration file.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| error("--config", format!("cannot read {shown}: {e}")))?;
+        serde_saphyr::from_str(&text).map_err(|e| error("--config", format!("{shown}: {e}")))
+    }
+}
+
+/// Holds a checked configuration of one node.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Names this node (1 or more).
+    pub id: NodeId,
+    /// Gives the public gRPC address.
+    pub listen: SocketAddr,
+    /// Gives the Raft peer address to bind.
+    pub raft_listen: SocketAddr,
+    /// Gives the Raft address peers reach this node at.
+    pub raft_advertise: String,
+    /// Lists the group's nodes and Raft addresses (may be empty to join later).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Names the data directory.
+    pub data_dir: PathBuf,
+    /// Creates a new group if the data directory holds none.
+    pub bootstrap: bool,
+    /// Holds the token clients must present for admin calls.
+    pub admin_token: String,
+    /// Holds the token peers present on Raft calls.
+    pub peer_token: String,
+    /// Sets Raft's clocks.
+    pub timing: Timing,
+}
+
+/// Parses `--peers id=host:port,...`: ids are 1 or more, each listed once, addresses host:port.
+pub fn parse_peers(
+    setting: &str,
+    entries: &[&str],
+) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for entry in
+        entries.iter().flat_map(|text| text.split(',')).map(str::trim).filter(|e| !e.is_empty())
+    {
+        let (id, address) = entry
+            .split_once('=')
+            .ok_or_else(|| error(setting, format!("{entry:?} is not id=host:port")))?;
+        let id: NodeId = id.trim().parse().ok().filter(|id| *id >= 1).ok_or_else(|| {
+            error(setting, format!("{id:?} in {entry:?} is not a node id (1 or more)"))
+        })?;
+        let address = address.trim();
+        check_host_port(setting, address)?;
+        if peers.insert(id, address.to_owned()).is_some() {
+            return Err(error(setting, format!("node {id} is listed twice")));
+        }
+    }
+    Ok(peers)
+}
+
+fn check_host_port(setting: &str, address: &str) -> Result<(), ConfigError> {
+    let valid = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if valid { Ok(()) } else { Err(error(setting, format!("{address:?} is not host:port"))) }
+}
+
+fn socket(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| error(setting, format!("{text:?} is not an address like 0.0.0.0:9001")))
+}
+
+fn parse_election(text: &str) -> Result<(u64, u64), ConfigError> {
+    let setting = "--election-timeout-ms";
+    let (low, high) =
+        text.split_once('-').ok_or_else(|| error(setting, format!("{text:?} is not MIN-MAX")))?;
+    let parse = |part: &str| {
+        part.trim().parse::<u64>().map_err(|_| error(setting, format!("{text:?} is not MIN-MAX")))
+    };
+    let (low, high) = (parse(low)?, parse(high)?);
+    if low == 0 || high <= low {
+        return Err(error(setting, format!("{text:?} needs 0 < MIN < MAX")));
+    }
+    Ok((low, high))
+}
+
+impl ServeConfig {
+    /// Merges flags over the file over defaults, and checks the result.
+    pub fn resolve(flags: ServeFlags) -> Result<ServeConfig, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let id = flags
+            .id
+            .or(file.id)
+            .ok_or_else(|| error("--id", "is required: give this node's id (1 or more)"))?;
+        if id == 0 {
+            return Err(error("--id", "0 is not a node id (use 1 or more)"));
+        }
+        let listen = socket(
+            "--listen",
+            flags.listen.as_deref().or(file.listen.as_deref()).unwrap_or(DEFAULT_LISTEN),
+        )?;
+        let raft_listen = socket(
+            "--raft-listen",
+            flags
+                .raft_listen
+                .as_deref()
+                .or(file.raft_listen.as_deref())
+                .unwrap_or(DEFAULT_RAFT_LISTEN),
+        )?;
+        let peers = match (&flags.peers, &file.peers) {
+            (Some(text), _) => parse_peers("--peers", &[text])?,
+            (None, Some(PeersSetting::Text(text))) => parse_peers("peers", &[text])?,
+            (None, Some(PeersSetting::List(list))) => {
+                parse_peers("peers", &list.iter().map(String::as_str).collect::<Vec<_>>())?
+            }
+            (None, None) => BTreeMap::new(),
+        };
+        if !peers.is_empty() && !peers.contains_key(&id) {
+            return Err(error(
+                "--peers",
+                format!("does not list node {id} (this node); list every node of the group"),
+            ));
+        }
+        let raft_advertise = match flags.raft_advertise.or(file.raft_advertise) {
+            Some(address) => {
+                check_host_port("--raft-advertise", &address)?;
+                address
+            }
+            None => match peers.get(&id) {
+                Some(address) => address.clone(),
+                None if raft_listen.ip().is_unspecified() => {
+                    return Err(error(
+                        "--raft-advertise",
+                        format!(
+                            "is required: --raft-listen {raft_listen} is not an address peers can reach, \
+                             and --peers does not list node {id}"
+                        ),
+                    ));
+                }
+                None => raft_listen.to_string(),
+            },
+        };
+        let data_dir = flags.data_dir.or(file.data_dir).ok_or_else(|| {
+            error("--data-dir", "is required: give the directory for this node's log and snapshots")
+        })?;
+        let admin_token = flags.admin_token.or(file.admin_token).unwrap_or_default();
+        if admin_token.is_empty() {
+            return Err(error(
+                "--admin-token",
+                "is required (or AVOCET_ADMIN_TOKEN): every client call needs a token",
+            ));
+        }
+        let peer_token = flags.peer_token.or(file.peer_token).unwrap_or_default();
+        if peer_token.is_empty() {
+            return Err(error(
+                "--peer-token",
+                "is required (or AVOCET_PEER_TOKEN): every Raft call needs a token",
+            ));
+        }
+        if peer_token == admin_token {
+            return Err(error(
+                "--peer-token",
+                "must differ from --admin-token, so a client token never opens Raft",
+            ));
+        }
+        let mut timing = Timing::default();
+        if let Some(heartbeat) = flags.heartbeat_ms {
+            timing.heartbeat = Duration::from_millis(heartbeat.max(1));
+        }
+        if let Some(text) = &flags.election_timeout_ms {
+            let (low, high) = parse_election(text)?;
+            timing.election_min = Duration::from_millis(low);
+            timing.election_max = Duration::from_millis(high);
+        }
+        if timing.heartbeat >= timing.election_min {
+            return Err(error("--heartbeat-ms", "must be shorter than the election timeout"));
+        }
+        Ok(ServeConfig {
+            id,
+            listen,
+            raft_listen,
+            raft_advertise,
+            peers,
+            data_dir,
+            bootstrap: flags.bootstrap || file.bootstrap.unwrap_or(false),
+            admin_token,
+            peer_token,
+            timing,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> ServeFlags {
+        ServeFlags {
+            id: Some(1),
+            peers: Some("1=127.0.0.1:9010, 2=127.0.0.1:9011".into()),
+            data_dir: Some("/tmp/x".into()),
+            admin_token: Some("admin".into()),
+            peer_token: Some("peer".into()),
+            ..ServeFlags::default()
+        }
+    }
+
+    #[test]
+    fn resolves_defaults_and_advertises_the_listed_address() {
+        let config = ServeConfig::resolve(flags()).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9001");
+        assert_eq!(config.raft_listen.to_string(), "0.0.0.0:9010");
+        assert_eq!(config.raft_advertise, "127.0.0.1:9010");
+        assert_eq!(config.peers.len(), 2);
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        type Change = Box<dyn Fn(&mut ServeFlags)>;
+        let cases: Vec<(Change, &str)> = vec![
+            (Box::new(|f| f.id = Some(0)), "--id: 0 is not a node id (use 1 or more)"),
+            (Box::new(|f| f.peers = Some("1=a:1,1=b:2".into())), "--peers: node 1 is listed twice"),
+            (
+                Box::new(|f| f.peers = Some("x=a:1".into())),
+                "--peers: \"x\" in \"x=a:1\" is not a node id (1 or more)",
+            ),
+            (
+                Box::new(|f| f.peers = Some("1=nohost".into())),
+                "--peers: \"nohost\" is not host:port",
+            ),
+            (
+                Box::new(|f| f.peers = Some("2=a:1".into())),
+                "--peers: does not list node 1 (this node); list every node of the group",
+            ),
+            (
+                Box::new(|f| f.listen = Some("nine".into())),
+                "--listen: \"nine\" is not an address like 0.0.0.0:9001",
+            ),
+            (
+                Box::new(|f| f.admin_token = None),
+                "--admin-token: is required (or AVOCET_ADMIN_TOKEN): every client call needs a token",
+            ),
+            (
+                Box::new(|f| f.peer_token = Some("admin".into())),
+                "--peer-token: must differ from --admin-token, so a client token never opens Raft",
+            ),
+            (
+                Box::new(|f| f.election_timeout_ms = Some("500-100".into())),
+                "--election-timeout-ms: \"500-100\" needs 0 < MIN < MAX",
+            ),
+        ];
+        for (change, expected) in cases {
+            let mut flags = flags();
+            change(&mut flags);
+            assert_eq!(ServeConfig::resolve(flags).unwrap_err().to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("avocet.yaml");
+        std::fs::write(&path, "id: 2\nlisten: 127.0.0.1:7001\npeers: [\"2=127.0.0.1:7010\"]\ndataDir: /tmp/y\nadminToken: a\npeerToken: p\n").unwrap();
+        let config = ServeConfig::resolve(ServeFlags {
+            config: Some(path.clone()),
+            ..ServeFlags::default()
+        })
+        .unwrap();
+        assert_eq!(
+            (config.id, config.listen.to_string(), config.raft_advertise.as_str()),
+            (2, "127.0.0.1:7001".to_owned(), "127.0.0.1:7010")
+        );
+        let config = ServeConfig::resolve(ServeFlags {
+            config: Some(path.clone()),
+            listen: Some("127.0.0.1:7002".into()),
+            ..ServeFlags::default()
+        })
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:7002");
+        std::fs::write(&path, "id: 2\nlistn: x\n").unwrap();
+        let error =
+            ServeConfig::resolve(ServeFlags { config: Some(path), ..ServeFlags::default() })
+                .unwrap_err();
+        assert!(error.to_string().contains("listn"), "{error}");
+    }
+}
