@@ -17,7 +17,9 @@ pub trait StateMachine: Default + Serialize + DeserializeOwned + Send + Sync + '
     /// Names the answer to a command.
     type Response: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
 
-    /// Applies a committed command; `index` is its log index, unique and increasing.
+    /// Applies a committed command; `index` is the log index of the entry that carried it.
+    /// Indexes never decrease; commands written together as one batch share their entry's
+    /// index and are applied in the order they were given.
     fn apply(&mut self, index: u64, command: Self::Command) -> Self::Response;
 }
 

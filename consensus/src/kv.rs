@@ -46,7 +46,7 @@ impl StateMachine for KvStore {
     type Response = KvResponse;
 
     fn apply(&mut self, index: u64, command: KvCommand) -> KvResponse {
-        debug_assert!(index > self.last_index, "indexes increase");
+        debug_assert!(index >= self.last_index, "indexes never decrease");
         self.last_index = index;
         let previous = match command {
             KvCommand::Put { key, value } => self.entries.insert(key, value),

@@ -292,7 +292,15 @@ impl PeerClient {
     }
 }
 
+/// Spaces openraft's attempts to reach an unreachable peer (its default is 500 ms), so a
+/// restarted node hears from the leader well within its quiet start.
+pub const REPLICATION_BACKOFF: Duration = Duration::from_millis(200);
+
 impl RaftNetwork<TypeConfig> for PeerClient {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(REPLICATION_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,

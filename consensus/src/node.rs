@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::app::{Applied, StateMachine};
 use crate::codec;
-use crate::network::{GroupCell, LinkControl, NetworkFactory, PeerClient, PeerContext, PeerError};
+use crate::network::{
+    GroupCell, LinkControl, NetworkFactory, PeerClient, PeerContext, PeerError, RPC_TIMEOUT,
+};
 use crate::service::{Forward, ForwardError, Forwarded, RaftService, execute};
 use crate::store::{
     GroupId, Identity, LogStore, SharedState, StateMachineStore, StoreError, open_db,
@@ -27,6 +29,9 @@ pub const SUBMIT_ATTEMPTS_MAX: u32 = 20;
 
 /// Spaces the attempts of a re-sent request.
 pub const SUBMIT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Caps the commands of one batch written as one log entry.
+pub const BATCH_COMMANDS_MAX: usize = 10_000;
 
 /// Bounds how long a status request waits for the leader's view.
 pub const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -46,11 +51,14 @@ pub struct Timing {
 }
 
 impl Default for Timing {
+    /// Returns 50 ms heartbeats and 200-400 ms election timeouts. openraft 0.9 makes a follower
+    /// that heard a leader wait for the leader lease (the longest election timeout) plus its own
+    /// random timeout before it campaigns, so a lost leader is replaced in about 0.6-0.8 s.
     fn default() -> Self {
         Timing {
-            heartbeat: Duration::from_millis(100),
-            election_min: Duration::from_millis(300),
-            election_max: Duration::from_millis(600),
+            heartbeat: Duration::from_millis(50),
+            election_min: Duration::from_millis(200),
+            election_max: Duration::from_millis(400),
         }
     }
 }
@@ -210,6 +218,7 @@ pub struct RaftNode<S: StateMachine> {
     context: PeerContext,
     timing: Timing,
     server: std::sync::Mutex<Option<PeerServer>>,
+    quiet_start: JoinHandle<()>,
 }
 
 /// Holds the running peer service: its stop switch and its task.
@@ -369,6 +378,8 @@ impl<S: StateMachine> RaftNode<S> {
             election_timeout_max: millis(config.timing.election_max),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_entries),
             max_in_snapshot_log_to_keep: config.entries_kept,
+            // A restarting member of a multi-voter group starts quiet (see `quiet_start`).
+            enable_elect: stored.membership().voter_ids().count() <= 1,
             ..Default::default()
         }
         .validate()
@@ -390,8 +401,9 @@ impl<S: StateMachine> RaftNode<S> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|error| StartError::Config(format!("listener: {error}")))?;
         let service =
-            RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone())
-                .into_server(context.token.clone());
+            RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone());
+        let heard_leader = service.heard_leader();
+        let service = service.into_server(context.token.clone());
         let (server_stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
@@ -419,6 +431,12 @@ impl<S: StateMachine> RaftNode<S> {
             raft.initialize(members).await.map_err(|error| StartError::Raft(error.to_string()))?;
         }
 
+        let quiet_start = tokio::spawn(quiet_start(
+            raft.clone(),
+            config.timing,
+            stored.membership().voter_ids().count(),
+            heard_leader,
+        ));
         Ok(RaftNode {
             id: config.id,
             raft,
@@ -426,6 +444,7 @@ impl<S: StateMachine> RaftNode<S> {
             context,
             timing: config.timing,
             server: std::sync::Mutex::new(Some(PeerServer { stop: server_stop, task: server })),
+            quiet_start,
         })
     }
 
@@ -469,7 +488,19 @@ impl<S: StateMachine> RaftNode<S> {
             let outcome = match leader {
                 None => continue,
                 Some(leader) if leader == self.id => {
-                    Ok(execute(&self.raft, self.id, forward.clone()).await)
+                    match tokio::time::timeout(
+                        RPC_TIMEOUT,
+                        execute(&self.raft, self.id, forward.clone()),
+                    )
+                    .await
+                    {
+                        Ok(result) => Ok(result),
+                        Err(_) => {
+                            return Err(RequestError::Ambiguous(format!(
+                                "not committed within {RPC_TIMEOUT:?} (is a quorum of voters reachable?)"
+                            )));
+                        }
+                    }
                 }
                 Some(leader) => match self.leader_address(leader) {
                     None => {
@@ -503,14 +534,37 @@ impl<S: StateMachine> RaftNode<S> {
 
     /// Proposes `command` and returns the application's answer once it is committed and applied.
     pub async fn write(&self, command: S::Command) -> Result<S::Response, RequestError> {
-        let forwarded = self.submit(Forward::Write(Command(codec::encode(&command)))).await?;
+        let mut responses = self.write_batch(vec![command]).await?;
+        responses
+            .pop()
+            .ok_or_else(|| RequestError::Rejected("the leader answered no response".to_owned()))
+    }
+
+    /// Proposes `commands` as one log entry: they commit together and are applied in order,
+    /// sharing one log index; returns one answer per command. At most [`BATCH_COMMANDS_MAX`].
+    pub async fn write_batch(
+        &self,
+        commands: Vec<S::Command>,
+    ) -> Result<Vec<S::Response>, RequestError> {
+        if commands.len() > BATCH_COMMANDS_MAX {
+            return Err(RequestError::Rejected(format!(
+                "a batch of {} commands is larger than {BATCH_COMMANDS_MAX}",
+                commands.len()
+            )));
+        }
+        let count = commands.len();
+        let forwarded = self.submit(Forward::Write(Command(codec::encode(&commands)))).await?;
         let Forwarded::Committed { response, .. } = forwarded else {
             return Err(RequestError::Rejected(
                 "the leader answered a write with a status".to_owned(),
             ));
         };
-        match codec::decode::<Applied<S::Response>>(&response.0) {
-            Ok(Applied::Response(response)) => Ok(response),
+        match codec::decode::<Applied<Vec<S::Response>>>(&response.0) {
+            Ok(Applied::Response(responses)) if responses.len() == count => Ok(responses),
+            Ok(Applied::Response(responses)) => Err(RequestError::Rejected(format!(
+                "{count} commands were answered {} times",
+                responses.len()
+            ))),
             Ok(Applied::Undecodable(reason)) => {
                 Err(RequestError::Rejected(format!("command could not be decoded: {reason}")))
             }
@@ -601,6 +655,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// Raft and the peer service. Bounded by [`HANDOVER_TIMEOUT`] plus the election timeout.
     /// Calling it again does nothing.
     pub async fn shutdown(&self) {
+        self.quiet_start.abort();
         if let Err(reason) = self.hand_over().await {
             tracing::info!(%reason, "no leadership hand-over");
         }
@@ -610,6 +665,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// Stops Raft and the peer service at once, without handing leadership over: what a crash
     /// looks like to the rest of the group (tests use it to kill a node in-process).
     pub async fn abort(&self) {
+        self.quiet_start.abort();
         if let Err(error) = self.raft.shutdown().await {
             tracing::debug!(%error, "raft was already stopped");
         }
@@ -731,6 +787,28 @@ pub(crate) fn cluster_status(raft: &Raft, me: NodeId) -> ClusterStatus {
         commit_index: metrics.last_applied.map_or(0, |log_id| log_id.index),
         members,
     }
+}
+
+/// Keeps a restarting member of a multi-voter group from campaigning until a leader's
+/// AppendEntries reaches it or two longest election timeouts have passed.
+///
+/// openraft 0.9 forgets on restart when the node last heard a leader, so a restarted node would
+/// campaign at its first tick with a stale log: its vote requests fail, its raised term makes a
+/// healthy leader step down, and having seen a longer log it then waits an extra
+/// `2 × election_max` before campaigning again, slowing the next real failover. Waiting here
+/// lets the leader's retries (every [`crate::network::REPLICATION_BACKOFF`]) reach it first;
+/// a group restarting as a whole still elects once the wait is over.
+async fn quiet_start(
+    raft: Raft,
+    timing: Timing,
+    voters: usize,
+    heard_leader: Arc<tokio::sync::Notify>,
+) {
+    if voters <= 1 {
+        return;
+    }
+    let _ = tokio::time::timeout(timing.election_max * 2, heard_leader.notified()).await;
+    raft.runtime_config().elect(true);
 }
 
 fn millis(duration: Duration) -> u64 {

@@ -201,6 +201,7 @@ pub struct RaftService {
     me: NodeId,
     group: GroupCell,
     data_dir: Arc<PathBuf>,
+    heard_leader: Arc<tokio::sync::Notify>,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -221,7 +222,18 @@ enum Admit {
 impl RaftService {
     /// Returns the service of node `me`, whose identity lives in `data_dir`.
     pub fn new(raft: Raft, me: NodeId, group: GroupCell, data_dir: PathBuf) -> RaftService {
-        RaftService { raft, me, group, data_dir: Arc::new(data_dir) }
+        RaftService {
+            raft,
+            me,
+            group,
+            data_dir: Arc::new(data_dir),
+            heard_leader: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    /// Returns a signal raised each time a leader's AppendEntries arrives.
+    pub fn heard_leader(&self) -> Arc<tokio::sync::Notify> {
+        Arc::clone(&self.heard_leader)
     }
 
     /// Returns the service wrapped with the peer-token check.
@@ -314,7 +326,9 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
-        Ok(self.reply(&self.raft.append_entries(rpc).await))
+        let answer = self.raft.append_entries(rpc).await;
+        self.heard_leader.notify_one();
+        Ok(self.reply(&answer))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

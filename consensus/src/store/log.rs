@@ -2,12 +2,20 @@
 //!
 //! Durability rule: openraft is told an append (or a vote) is done only after sled has flushed it
 //! to disk (`flush_async`), so an acknowledged entry survives `kill -9` and power loss alike.
+//!
+//! Appends are group-committed: `append` writes the entries into sled and hands openraft's
+//! callback to a flusher task, then returns at once so that Raft keeps accepting proposals. The
+//! flusher takes every callback waiting, flushes once, and answers them in order: one fsync
+//! covers every append that arrived while the previous one ran.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
+use std::sync::{Arc, OnceLock};
+
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader, StorageIOError};
+use tokio::sync::mpsc;
 
 use super::io_error;
 use crate::codec;
@@ -23,6 +31,25 @@ pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    flusher: Arc<OnceLock<mpsc::Sender<LogFlushed<TypeConfig>>>>,
+}
+
+/// Caps the appends waiting for a flush; a full queue makes `append` wait (back-pressure).
+pub(crate) const FLUSH_QUEUE_CAPACITY: usize = 4096;
+
+/// Flushes `db` for every batch of waiting callbacks, then answers them in arrival order.
+async fn flush_loop(db: sled::Db, mut waiting: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    let mut batch = Vec::new();
+    while waiting.recv_many(&mut batch, FLUSH_QUEUE_CAPACITY).await > 0 {
+        let flushed = db.flush_async().await;
+        for callback in batch.drain(..) {
+            let result = match &flushed {
+                Ok(_) => Ok(()),
+                Err(error) => Err(std::io::Error::other(error.to_string())),
+            };
+            callback.log_io_completed(result);
+        }
+    }
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -38,7 +65,12 @@ fn index_of(key: &[u8]) -> u64 {
 impl LogStore {
     /// Opens the log trees of `db`.
     pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
-        Ok(LogStore { db: db.clone(), log: db.open_tree("log")?, meta: db.open_tree("meta")? })
+        Ok(LogStore {
+            db: db.clone(),
+            log: db.open_tree("log")?,
+            meta: db.open_tree("meta")?,
+            flusher: Arc::new(OnceLock::new()),
+        })
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -127,7 +159,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.write_meta(COMMITTED_KEY, &committed, StorageIOError::write).await
+        // Not flushed: a lost committed id only means re-applying from the snapshot on restart
+        // (openraft allows it to lag), and flushing here would cost one fsync per commit.
+        self.meta
+            .insert(COMMITTED_KEY, codec::encode(&committed))
+            .map_err(|error| io_error(&error, StorageIOError::write))?;
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
@@ -150,14 +187,24 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|error| io_error(&error, StorageIOError::write_logs))?;
-        // Durable before openraft hears of it.
-        let flushed = self.db.flush_async().await.map(|_| ());
-        let reported = match &flushed {
-            Ok(()) => Ok(()),
-            Err(error) => Err(std::io::Error::other(error.to_string())),
-        };
-        callback.log_io_completed(reported);
-        flushed.map_err(|error| io_error(&error, StorageIOError::write_logs))
+        // Durable before openraft hears of it: the flusher answers the callback after fsync.
+        // It is started on first use, inside openraft's runtime, and ends with the last clone.
+        let flusher = self.flusher.get_or_init(|| {
+            let (sender, receiver) = mpsc::channel(FLUSH_QUEUE_CAPACITY);
+            tokio::spawn(flush_loop(self.db.clone(), receiver));
+            sender
+        });
+        if let Err(unsent) = flusher.send(callback).await {
+            // The flusher only stops when every sender is gone, so this cannot happen while we
+            // hold one; flush here rather than lose the callback.
+            let flushed = self.db.flush_async().await;
+            let result = flushed
+                .as_ref()
+                .map(|_| ())
+                .map_err(|error| std::io::Error::other(error.to_string()));
+            unsent.0.log_io_completed(result);
+        }
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

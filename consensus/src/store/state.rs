@@ -168,14 +168,21 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
                 "entries are applied in log order, once"
             );
             state.last_applied = Some(entry.log_id);
-            let applied: Applied<S::Response> = match entry.payload {
+            let applied: Applied<Vec<S::Response>> = match entry.payload {
                 EntryPayload::Blank => Applied::Internal,
                 EntryPayload::Membership(membership) => {
                     state.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Applied::Internal
                 }
-                EntryPayload::Normal(command) => match codec::decode::<S::Command>(&command.0) {
-                    Ok(command) => Applied::Response(state.app.apply(entry.log_id.index, command)),
+                // An entry carries a batch of commands, applied in order at the entry's index.
+                EntryPayload::Normal(command) => match codec::decode::<Vec<S::Command>>(&command.0)
+                {
+                    Ok(commands) => Applied::Response(
+                        commands
+                            .into_iter()
+                            .map(|command| state.app.apply(entry.log_id.index, command))
+                            .collect(),
+                    ),
                     Err(error) => Applied::Undecodable(error.to_string()),
                 },
             };
