@@ -283,9 +283,7 @@ async fn failover(kills: usize) {
         child.wait().unwrap();
         let mut elected = None;
         loop {
-            if elected.is_none()
-                && leader_of(&processes).await.is_some_and(|new| new != leader)
-            {
+            if elected.is_none() && leader_of(&processes).await.is_some_and(|new| new != leader) {
                 elected = Some(killed.elapsed());
             }
             if elected.is_some() && barrier_anywhere(&processes).await {
