@@ -10,8 +10,11 @@ use serde::de::DeserializeOwned;
 /// `apply` must be deterministic: it reads no clock, no randomness and no environment, only the
 /// command and the log index it was committed at (commands that need time carry it, stamped by
 /// the proposer). The whole state is serialized for snapshots, so it must round-trip through
-/// serde; its encoding is versioned by [`crate::codec`].
-pub trait StateMachine: Default + Serialize + DeserializeOwned + Send + Sync + 'static {
+/// serde (its encoding is versioned by [`crate::codec`]); it is cloned under a short lock so that
+/// the encoding runs off the async threads.
+pub trait StateMachine:
+    Default + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// Names the commands clients propose.
     type Command: Serialize + DeserializeOwned + Debug + Send + Sync + 'static;
     /// Names the answer to a command.

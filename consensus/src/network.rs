@@ -306,12 +306,22 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        let entries = u64::try_from(rpc.entries.len()).unwrap_or(u64::MAX);
         let answer = self
             .exchange(&rpc, option.hard_ttl(), |mut client, request| async move {
                 client.append_entries(request).await
             })
             .await;
-        self.remote(answer)
+        match answer {
+            // The receiver refused the message's size: ask openraft to send fewer entries.
+            Err(PeerError::Refused {
+                code: tonic::Code::OutOfRange | tonic::Code::ResourceExhausted,
+                ..
+            }) => Err(RPCError::PayloadTooLarge(
+                openraft::error::PayloadTooLarge::new_entries_hint((entries / 2).max(1)),
+            )),
+            answer => self.remote(answer),
+        }
     }
 
     async fn install_snapshot(

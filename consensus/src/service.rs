@@ -280,8 +280,12 @@ impl RaftService {
                 let adopted = self
                     .group
                     .adopt(theirs.clone(), |group| {
-                        Identity { node_id: self.me, group_id: Some(group.clone()) }
-                            .save(&self.data_dir)
+                        Identity {
+                            node_id: self.me,
+                            group_id: Some(group.clone()),
+                            bootstrapped: false,
+                        }
+                        .save(&self.data_dir)
                     })
                     .map_err(|error| Status::internal(error.to_string()))?;
                 if adopted != theirs {
@@ -327,7 +331,11 @@ impl RaftRpc for RaftService {
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
         let answer = self.raft.append_entries(rpc).await;
-        self.heard_leader.notify_one();
+        // Only a leader whose vote this node accepted counts as heard (see `quiet_start`).
+        if matches!(&answer, Ok(response) if !matches!(response, openraft::raft::AppendEntriesResponse::HigherVote(_)))
+        {
+            self.heard_leader.notify_one();
+        }
         Ok(self.reply(&answer))
     }
 

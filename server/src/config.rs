@@ -154,10 +154,27 @@ pub fn parse_peers(
 }
 
 fn check_host_port(setting: &str, address: &str) -> Result<(), ConfigError> {
-    let valid = address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if valid { Ok(()) } else { Err(error(setting, format!("{address:?} is not host:port"))) }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(error(setting, format!("{address:?} is not host:port")));
+    };
+    if host.is_empty() || !port.parse::<u16>().is_ok_and(|p| p > 0) {
+        return Err(error(setting, format!("{address:?} is not host:port")));
+    }
+    if host.contains(':') && !(host.starts_with('[') && host.ends_with(']')) {
+        return Err(error(
+            setting,
+            format!("{address:?} is not host:port (write IPv6 addresses as [::1]:9010)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Names a setting as the user wrote it: the flag, or the key in the configuration file.
+fn label(flag: &str, key: &str, from_flag: bool, file: Option<&Path>) -> String {
+    match (from_flag, file) {
+        (false, Some(path)) => format!("{key} (in {})", path.display()),
+        _ => flag.to_owned(),
+    }
 }
 
 fn socket(setting: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -186,19 +203,21 @@ impl ServeConfig {
             Some(path) => ConfigFile::load(path)?,
             None => ConfigFile::default(),
         };
+        let path = flags.config.as_deref();
+        let id_label = label("--id", "id", flags.id.is_some(), path);
         let id = flags
             .id
             .or(file.id)
             .ok_or_else(|| error("--id", "is required: give this node's id (1 or more)"))?;
         if id == 0 {
-            return Err(error("--id", "0 is not a node id (use 1 or more)"));
+            return Err(error(&id_label, "0 is not a node id (use 1 or more)"));
         }
         let listen = socket(
-            "--listen",
+            &label("--listen", "listen", flags.listen.is_some(), path),
             flags.listen.as_deref().or(file.listen.as_deref()).unwrap_or(DEFAULT_LISTEN),
         )?;
         let raft_listen = socket(
-            "--raft-listen",
+            &label("--raft-listen", "raftListen", flags.raft_listen.is_some(), path),
             flags
                 .raft_listen
                 .as_deref()
@@ -207,21 +226,26 @@ impl ServeConfig {
         )?;
         let peers = match (&flags.peers, &file.peers) {
             (Some(text), _) => parse_peers("--peers", &[text])?,
-            (None, Some(PeersSetting::Text(text))) => parse_peers("peers", &[text])?,
-            (None, Some(PeersSetting::List(list))) => {
-                parse_peers("peers", &list.iter().map(String::as_str).collect::<Vec<_>>())?
+            (None, Some(PeersSetting::Text(text))) => {
+                parse_peers(&label("--peers", "peers", false, path), &[text])?
             }
+            (None, Some(PeersSetting::List(list))) => parse_peers(
+                &label("--peers", "peers", false, path),
+                &list.iter().map(String::as_str).collect::<Vec<_>>(),
+            )?,
             (None, None) => BTreeMap::new(),
         };
         if !peers.is_empty() && !peers.contains_key(&id) {
             return Err(error(
-                "--peers",
+                &label("--peers", "peers", flags.peers.is_some(), path),
                 format!("does not list node {id} (this node); list every node of the group"),
             ));
         }
+        let advertise_label =
+            label("--raft-advertise", "raftAdvertise", flags.raft_advertise.is_some(), path);
         let raft_advertise = match flags.raft_advertise.or(file.raft_advertise) {
             Some(address) => {
-                check_host_port("--raft-advertise", &address)?;
+                check_host_port(&advertise_label, &address)?;
                 address
             }
             None => match peers.get(&id) {
@@ -263,7 +287,10 @@ impl ServeConfig {
         }
         let mut timing = Timing::default();
         if let Some(heartbeat) = flags.heartbeat_ms {
-            timing.heartbeat = Duration::from_millis(heartbeat.max(1));
+            if heartbeat == 0 {
+                return Err(error("--heartbeat-ms", "0 is not an interval (use 1 or more)"));
+            }
+            timing.heartbeat = Duration::from_millis(heartbeat);
         }
         if let Some(text) = &flags.election_timeout_ms {
             let (low, high) = parse_election(text)?;
@@ -271,7 +298,14 @@ impl ServeConfig {
             timing.election_max = Duration::from_millis(high);
         }
         if timing.heartbeat >= timing.election_min {
-            return Err(error("--heartbeat-ms", "must be shorter than the election timeout"));
+            return Err(error(
+                "--heartbeat-ms",
+                format!(
+                    "{} ms must be shorter than the shortest election timeout ({} ms)",
+                    timing.heartbeat.as_millis(),
+                    timing.election_min.as_millis()
+                ),
+            ));
         }
         Ok(ServeConfig {
             id,
@@ -346,6 +380,14 @@ mod tests {
                 Box::new(|f| f.election_timeout_ms = Some("500-100".into())),
                 "--election-timeout-ms: \"500-100\" needs 0 < MIN < MAX",
             ),
+            (
+                Box::new(|f| f.election_timeout_ms = Some("40-80".into())),
+                "--heartbeat-ms: 50 ms must be shorter than the shortest election timeout (40 ms)",
+            ),
+            (
+                Box::new(|f| f.raft_advertise = Some("::1:9010".into())),
+                "--raft-advertise: \"::1:9010\" is not host:port (write IPv6 addresses as [::1]:9010)",
+            ),
         ];
         for (change, expected) in cases {
             let mut flags = flags();
@@ -375,6 +417,11 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.listen.to_string(), "127.0.0.1:7002");
+        std::fs::write(&path, "id: 0\nlisten: x\n").unwrap();
+        let flags = ServeFlags { config: Some(path.clone()), ..ServeFlags::default() };
+        let error = ServeConfig::resolve(flags).unwrap_err();
+        let expected = format!("id (in {}): 0 is not a node id (use 1 or more)", path.display());
+        assert_eq!(error.to_string(), expected);
         std::fs::write(&path, "id: 2\nlistn: x\n").unwrap();
         let error =
             ServeConfig::resolve(ServeFlags { config: Some(path), ..ServeFlags::default() })

@@ -15,4 +15,4 @@ pub mod config;
 pub mod serve;
 
 pub use config::{ServeConfig, ServeFlags};
-pub use serve::{ServeError, serve};
+pub use serve::{ServeError, error_chain, serve};

@@ -30,8 +30,24 @@ pub enum ServeError {
     #[error(transparent)]
     Start(#[from] StartError),
     /// The public API failed.
-    #[error("public API: {0}")]
+    #[error("public API: {}", error_chain(.0))]
     Api(#[from] tonic::transport::Error),
+}
+
+/// Writes an error and every source under it, `outer: inner: …` (tonic's transport errors say
+/// only "transport error" at the top).
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Checks `authorization: Bearer <token>` on every call, in constant time.
@@ -97,10 +113,14 @@ pub async fn serve(
     );
 
     shutdown.await;
-    tracing::info!(node = config.id, "shutting down: handing leadership over if this node leads");
-    node.shutdown().await;
+    // Stop taking requests first: writes that keep arriving would renew the followers' lease
+    // and keep them from electing the successor the hand-over picks.
+    tracing::info!(node = config.id, "shutting down: stopping the public API");
     let _ = stop_api.send(());
-    match api_task.await {
+    let api_result = api_task.await;
+    tracing::info!(node = config.id, "handing leadership over if this node leads");
+    node.shutdown().await;
+    match api_result {
         Ok(result) => result?,
         Err(error) => tracing::warn!(%error, "public API task failed"),
     }

@@ -47,7 +47,11 @@ async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
         })?
         .connect_timeout(CONNECT_TIMEOUT);
     let channel = endpoint.connect().await.map_err(|error| {
-        anyhow::anyhow!("cannot reach the Avocet server at {}: {error}", server.server)
+        anyhow::anyhow!(
+            "cannot reach the Avocet server at {} (--server or AVOCET_SERVER): {}",
+            server.server,
+            avocet_server::error_chain(&error)
+        )
     })?;
     let token = match &server.token {
         Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
@@ -58,8 +62,22 @@ async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
     Ok(ClusterClient::with_interceptor(channel, TokenInterceptor(token)))
 }
 
-fn failed(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{}", status.message())
+/// Turns a server's refusal into a sentence that says what to check.
+fn failed(server: &ServerArgs, status: tonic::Status) -> anyhow::Error {
+    let message = status.message();
+    match status.code() {
+        tonic::Code::Unauthenticated => anyhow::anyhow!(
+            "{message} (the server wants its admin token: pass --token or set AVOCET_TOKEN)"
+        ),
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow::anyhow!(
+            "the server at {} did not answer within {CALL_TIMEOUT:?}: {message}",
+            server.server
+        ),
+        tonic::Code::Unavailable => {
+            anyhow::anyhow!("the server at {} cannot serve this now: {message}", server.server)
+        }
+        _ => anyhow::anyhow!("{message}"),
+    }
 }
 
 fn role(role: i32) -> &'static str {
@@ -133,8 +151,11 @@ pub(super) fn run(
         let mut client = connect(server).await?;
         match command {
             ClusterCommand::Status { output } => {
-                let status =
-                    client.status(ClusterStatusRequest {}).await.map_err(failed)?.into_inner();
+                let status = client
+                    .status(ClusterStatusRequest {})
+                    .await
+                    .map_err(|status| failed(server, status))?
+                    .into_inner();
                 match output {
                     OutputFormat::Json => write_json(&status, out)?,
                     OutputFormat::Table => write_table(&status, out)?,
@@ -144,19 +165,29 @@ pub(super) fn run(
                 client
                     .add_learner(AddLearnerRequest { id, address: address.clone() })
                     .await
-                    .map_err(failed)?;
+                    .map_err(|status| failed(server, status))?;
                 writeln!(out, "node {id} added as a learner at {address}")?;
             }
             ClusterCommand::Promote { id } => {
-                client.promote(PromoteRequest { id }).await.map_err(failed)?;
+                client
+                    .promote(PromoteRequest { id })
+                    .await
+                    .map_err(|status| failed(server, status))?;
                 writeln!(out, "node {id} promoted to a voter")?;
             }
             ClusterCommand::Remove { id } => {
-                client.remove(RemoveRequest { id }).await.map_err(failed)?;
+                client
+                    .remove(RemoveRequest { id })
+                    .await
+                    .map_err(|status| failed(server, status))?;
                 writeln!(out, "node {id} removed from the group")?;
             }
             ClusterCommand::Barrier => {
-                let barrier = client.barrier(BarrierRequest {}).await.map_err(failed)?.into_inner();
+                let barrier = client
+                    .barrier(BarrierRequest {})
+                    .await
+                    .map_err(|status| failed(server, status))?
+                    .into_inner();
                 writeln!(out, "committed at index {}", barrier.index)?;
             }
         }

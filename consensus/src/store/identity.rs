@@ -43,6 +43,9 @@ pub struct Identity {
     pub node_id: NodeId,
     /// Gives the group, `None` until the node is bootstrapped or first contacted by a group.
     pub group_id: Option<GroupId>,
+    /// Says whether this node created the group (so it may finish an interrupted bootstrap).
+    #[serde(default)]
+    pub bootstrapped: bool,
 }
 
 impl Identity {
@@ -83,7 +86,8 @@ mod tests {
     fn saves_and_loads_atomically() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(Identity::load(dir.path()).unwrap(), None);
-        let identity = Identity { node_id: 3, group_id: Some(GroupId::random()) };
+        let identity =
+            Identity { node_id: 3, group_id: Some(GroupId::random()), bootstrapped: true };
         identity.save(dir.path()).unwrap();
         assert_eq!(Identity::load(dir.path()).unwrap(), Some(identity));
         assert!(!dir.path().join("identity.tmp").exists());

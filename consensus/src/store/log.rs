@@ -142,7 +142,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged_log_id: Option<LogId> =
             self.read_meta(PURGED_KEY, StorageIOError::read_logs)?;
-        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        // After a crash inside `purge` the entries may end below the purge point.
+        let last_log_id = self.last_entry_log_id()?.max(last_purged_log_id);
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 

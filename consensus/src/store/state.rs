@@ -3,8 +3,15 @@
 //! The application's state lives in memory and is rebuilt on start from the latest snapshot;
 //! openraft then re-applies the committed entries after it (the log store keeps the committed
 //! log id), so nothing applied is lost and nothing is applied twice into the persisted state.
+//!
+//! Building a snapshot (openraft runs it in its own task) and installing one received from the
+//! leader are serialized by one async mutex, held from reading the state until the stored
+//! snapshot and the in-memory state agree; and a stored snapshot is never replaced by an older
+//! one. Without both, a build that read the state just before an install could overwrite the
+//! installed snapshot after openraft purged the log behind it.
 
 use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::RaftStateMachine;
@@ -44,7 +51,8 @@ pub struct StateMachineStore<S> {
     state: Arc<RwLock<SharedState<S>>>,
     db: sled::Db,
     snapshots: sled::Tree,
-    snapshots_built: u64,
+    snapshot_guard: Arc<tokio::sync::Mutex<()>>,
+    snapshots_built: Arc<AtomicU64>,
 }
 
 impl<S> Clone for StateMachineStore<S> {
@@ -53,9 +61,14 @@ impl<S> Clone for StateMachineStore<S> {
             state: Arc::clone(&self.state),
             db: self.db.clone(),
             snapshots: self.snapshots.clone(),
-            snapshots_built: self.snapshots_built,
+            snapshot_guard: Arc::clone(&self.snapshot_guard),
+            snapshots_built: Arc::clone(&self.snapshots_built),
         }
     }
+}
+
+fn snapshot_of(stored: StoredSnapshot) -> Snapshot {
+    Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) }
 }
 
 fn read_lock<S>(state: &RwLock<SharedState<S>>) -> std::sync::RwLockReadGuard<'_, SharedState<S>> {
@@ -85,7 +98,8 @@ impl<S: StateMachine> StateMachineStore<S> {
             state: Arc::new(RwLock::new(shared)),
             db: db.clone(),
             snapshots,
-            snapshots_built: 0,
+            snapshot_guard: Arc::new(tokio::sync::Mutex::new(())),
+            snapshots_built: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -123,27 +137,36 @@ impl<S: StateMachine> StateMachineStore<S> {
 
 impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for StateMachineStore<S> {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
-        let stored = {
+        let _serialized = self.snapshot_guard.lock().await;
+        // Copy under the lock, encode outside it: `apply` and readers wait only for the copy.
+        let (app, last, membership) = {
             let state = read_lock(&self.state);
-            self.snapshots_built += 1;
-            let last = state.last_applied;
-            let snapshot_id = match last {
-                Some(log_id) => {
-                    format!("{}-{}-{}", log_id.leader_id.term, log_id.index, self.snapshots_built)
-                }
-                None => format!("empty-{}", self.snapshots_built),
-            };
-            StoredSnapshot {
-                meta: SnapshotMeta {
-                    last_log_id: last,
-                    last_membership: state.membership.clone(),
-                    snapshot_id,
-                },
-                data: codec::encode(&state.app),
-            }
+            (state.app.clone(), state.last_applied, state.membership.clone())
+        };
+        if let Some(current) = self.read_current()?
+            && current.meta.last_log_id >= last
+        {
+            // An installed snapshot is at least as new: keep it rather than go backwards.
+            return Ok(snapshot_of(current));
+        }
+        let data =
+            tokio::task::spawn_blocking(move || codec::encode(&app)).await.map_err(|error| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    None,
+                    openraft::AnyError::new(&error),
+                ))
+            })?;
+        let built = self.snapshots_built.fetch_add(1, Ordering::Relaxed) + 1;
+        let snapshot_id = match last {
+            Some(log_id) => format!("{}-{}-{built}", log_id.leader_id.term, log_id.index),
+            None => format!("empty-{built}"),
+        };
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta { last_log_id: last, last_membership: membership, snapshot_id },
+            data,
         };
         self.write_current(&stored).await?;
-        Ok(Snapshot { meta: stored.meta, snapshot: Box::new(Cursor::new(stored.data)) })
+        Ok(snapshot_of(stored))
     }
 }
 
@@ -204,6 +227,7 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
         meta: &SnapshotMeta,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
+        let _serialized = self.snapshot_guard.lock().await;
         let data = snapshot.into_inner();
         let app: S = codec::decode(&data).map_err(|error| {
             StorageError::from(StorageIOError::read_snapshot(
@@ -212,7 +236,8 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
             ))
         })?;
         let stored = StoredSnapshot { meta: meta.clone(), data };
-        // Persist first: if the node dies now, it restarts from this snapshot.
+        // Persist first: if the node dies now, it restarts from this snapshot. Both steps happen
+        // under the snapshot guard, so no build can interleave.
         self.write_current(&stored).await?;
         let mut state = write_lock(&self.state);
         state.app = app;
@@ -222,9 +247,63 @@ impl<S: StateMachine> RaftStateMachine<TypeConfig> for StateMachineStore<S> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        Ok(self.read_current()?.map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        Ok(self.read_current()?.map(snapshot_of))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{LeaderId, Membership};
+
+    use super::*;
+    use crate::kv::KvStore;
+
+    fn log_id(index: u64) -> LogId {
+        LogId::new(LeaderId::new(1, 1), index)
+    }
+
+    #[tokio::test]
+    async fn a_build_never_replaces_a_newer_installed_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::super::open_db(dir.path()).unwrap();
+        let mut store = StateMachineStore::<KvStore>::open(&db).unwrap();
+        let membership =
+            StoredMembership::new(Some(log_id(1)), Membership::new(vec![[1].into()], None));
+        let mut installed = KvStore::default();
+        installed.entries.insert("k".into(), "installed".into());
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id(10)),
+            last_membership: membership.clone(),
+            snapshot_id: "installed".into(),
+        };
+        store
+            .install_snapshot(&meta, Box::new(Cursor::new(codec::encode(&installed))))
+            .await
+            .unwrap();
+
+        // --- a builder that read an older state (as if it raced the install) keeps the newer one
+        {
+            let shared = store.shared();
+            let mut state = shared.write().unwrap();
+            state.last_applied = Some(log_id(5));
+            state.app = KvStore::default();
+        }
+        let built = store.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id(10)));
+        let current = store.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta.snapshot_id, "installed");
+
+        // --- a newer state builds a newer snapshot
+        {
+            let shared = store.shared();
+            let mut state = shared.write().unwrap();
+            state.last_applied = Some(log_id(20));
+        }
+        let built = store.build_snapshot().await.unwrap();
+        assert_eq!(built.meta.last_log_id, Some(log_id(20)));
+        assert_ne!(
+            store.get_current_snapshot().await.unwrap().unwrap().meta.snapshot_id,
+            "installed"
+        );
     }
 }
