@@ -8,16 +8,28 @@
 //!
 //! Everything here is synchronous and deterministic: time comes in as a parameter (the [`clock`]
 //! module is the one place that reads the system clock, for the shells to use), and nothing does
-//! IO or needs an async runtime. Later issues add the catalog, the deterministic `apply` and the
-//! leader's planner here, on top of these functions.
+//! IO or needs an async runtime.
+//!
+//! On top of the timing functions sit the replicated scheduler's pieces: the [`catalog`] (every
+//! object the group keeps, and the due index), the [`command`]s it replicates, the
+//! deterministic [`apply`] that makes each fire happen exactly once, the leader's [`planner`]
+//! (from committed state and a clock reading, the commands now due) and the named
+//! [`invariants`] that the simulation and chaos tests check.
 //!
 //! The trade-off in [`timing`]: wall-clock policies resolve local times that do not exist or
 //! occur twice (DST) with one fixed rule (gap → same offset as before the gap, so 02:30 becomes
 //! 03:30; overlap → first occurrence), chosen so every calendar day yields exactly one slot and
 //! no day is skipped, at the cost of a slot that sometimes shows a different wall time.
 
+pub mod apply;
+pub mod catalog;
 pub mod clock;
+pub mod command;
+pub mod invariants;
+pub mod planner;
 pub mod timing;
 
+pub use catalog::{Catalog, ObjectKey, Settings};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use command::{CatalogObject, Command, Fire, Rejection, Response};
 pub use timing::{Cadence, DueSlots};

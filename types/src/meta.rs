@@ -12,7 +12,9 @@ pub const API_VERSION: &str = "v1alpha1";
 pub const API_GROUP_VERSION: &str = "stork.libopenstorage.org/v1alpha1";
 
 /// Lists the Stork kinds that asynchronous DR uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Kind {
     /// Credentials and options for one destination cluster.
     ClusterPair,

@@ -56,6 +56,25 @@ impl JsonSchema for Time {
     }
 }
 
+/// Returns `instant` as the Kubernetes `metav1.Time` that object metadata carries.
+pub fn meta_time(instant: DateTime<Utc>) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let nanos = i32::try_from(instant.timestamp_subsec_nanos()).unwrap_or(0);
+    let timestamp = k8s_openapi::jiff::Timestamp::new(instant.timestamp(), nanos)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(timestamp)
+}
+
+/// Returns a Kubernetes `metav1.Time` as a chrono instant.
+pub fn from_meta_time(
+    time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> DateTime<Utc> {
+    DateTime::from_timestamp(
+        time.0.as_second(),
+        u32::try_from(time.0.subsec_nanosecond()).unwrap_or(0),
+    )
+    .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +86,13 @@ mod tests {
         let offset: Time = serde_json::from_str("\"2019-02-14T23:16:51+01:00\"").unwrap();
         assert_eq!(offset, time);
         assert!(serde_json::from_str::<Time>("\"yesterday\"").is_err());
+    }
+
+    #[test]
+    fn meta_time_round_trips() {
+        let instant = DateTime::parse_from_rfc3339("2026-03-08T07:30:00.25Z").unwrap().to_utc();
+        assert_eq!(from_meta_time(&meta_time(instant)), instant);
+        let json = serde_json::to_value(meta_time(instant)).unwrap();
+        assert_eq!(json, "2026-03-08T07:30:00Z", "whole seconds, as Kubernetes writes them");
     }
 }
