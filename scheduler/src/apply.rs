@@ -56,7 +56,7 @@ impl Catalog {
         };
         self.data.clock = Some(now);
         let result = match command {
-            Command::Configure { settings, .. } => self.configure(settings),
+            Command::Configure { settings, .. } => self.configure(settings, now),
             Command::Put { object, .. } => self.put(index, *object, now),
             Command::Delete { kind, key, .. } => self.delete(kind, &key, now),
             Command::SetSuspend { schedule, suspend, .. } => {
@@ -84,7 +84,11 @@ impl Catalog {
         result.unwrap_or_else(Response::Rejected)
     }
 
-    fn configure(&mut self, settings: crate::catalog::Settings) -> Result<Response, Rejection> {
+    fn configure(
+        &mut self,
+        settings: crate::catalog::Settings,
+        now: DateTime<Utc>,
+    ) -> Result<Response, Rejection> {
         if settings.default_timezone.parse::<chrono_tz::Tz>().is_err() {
             return Err(Rejection::Invalid {
                 message: format!(
@@ -101,7 +105,7 @@ impl Catalog {
         self.data.settings = settings;
         let keys: Vec<ObjectKey> = self.data.schedules.keys().cloned().collect();
         for key in keys {
-            self.reindex(&key);
+            self.reconcile_lanes(&key, now);
         }
         self.trim_events();
         Ok(Response::Configured)
@@ -232,19 +236,28 @@ impl Catalog {
     fn reconcile_lanes(&mut self, key: &ObjectKey, now: DateTime<Utc>) {
         if let Some(schedule) = self.data.schedules.get(key) {
             let types = self.policy_types(schedule);
+            let cadences: Vec<String> =
+                types.iter().map(|policy_type| self.cadence_name(schedule, *policy_type)).collect();
             let missing = types.is_empty();
             let policy_name = schedule.object.spec.schedule_policy_name.clone();
             // Slots are whole seconds: the lane owes the slot of the second it began in.
             let start = now.with_nanosecond(0).unwrap_or(now);
             if let Some(schedule) = self.data.schedules.get_mut(key) {
                 schedule.lanes.retain(|policy_type, _| types.contains(policy_type));
-                for policy_type in types {
-                    schedule.lanes.entry(policy_type).or_insert(Lane {
+                for (policy_type, cadence) in types.into_iter().zip(cadences) {
+                    let lane = schedule.lanes.entry(policy_type).or_insert(Lane {
                         owed_from: start,
                         mark: None,
+                        cadence: cadence.clone(),
                         fired: 0,
                         coalesced: 0,
                     });
+                    // A policy edit that changes the cadence owes its slots from the edit on;
+                    // the mark stays, so no slot fired before can fire again.
+                    if lane.cadence != cadence {
+                        lane.cadence = cadence;
+                        lane.owed_from = lane.owed_from.max(start);
+                    }
                 }
             }
             if missing {

@@ -165,6 +165,10 @@ pub struct Lane {
     pub owed_from: DateTime<Utc>,
     /// Gives the highest slot fired or coalesced.
     pub mark: Option<DateTime<Utc>>,
+    /// Names the cadence slots are owed on (rule and zone, e.g. `every 10 min in UTC`); when
+    /// a policy edit changes it, slots are owed on the new cadence from the edit on.
+    #[serde(default)]
+    pub cadence: String,
     /// Counts the slots fired.
     pub fired: u64,
     /// Counts the slots coalesced into another.
@@ -523,6 +527,13 @@ impl Catalog {
         let rule = *parsed.rule(policy_type)?;
         let zone = parsed.timezone.unwrap_or_else(|| self.data.settings.zone());
         Some(Cadence::new(rule, zone, schedule.anchor))
+    }
+
+    /// Returns the fingerprint of a lane's cadence (rule and zone), or an empty string.
+    pub fn cadence_name(&self, schedule: &ScheduleEntry, policy_type: PolicyType) -> String {
+        self.cadence(schedule, policy_type)
+            .map(|cadence| format!("{} in {}", cadence.rule(), cadence.zone()))
+            .unwrap_or_default()
     }
 
     /// Returns the policy types a schedule's resolved policy sets, in evaluation order.
