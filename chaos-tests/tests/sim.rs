@@ -38,13 +38,16 @@ fn seeds_17_to_32_keep_every_invariant() {
 }
 
 #[test]
-fn a_leader_that_forgets_fired_slots_is_caught_by_eo_1() {
+fn a_leader_that_forgets_fired_slots_is_caught_by_eo_1_or_t_2() {
     let caught = sweep(1..6, Some(Bug::ForgetMarksOnLeaderChange))
         .into_iter()
         .filter_map(|report| report.violation)
         .collect::<Vec<_>>();
     assert!(!caught.is_empty(), "no seed caught the planted bug");
-    assert!(caught.iter().all(|v| v.invariant == "EO-1"), "{caught:?}");
+    // A slot fired again is caught as EO-1 (accounted twice) or, when it is the lane's latest
+    // fired slot, as T-2 (not above the previous fire) first.
+    assert!(caught.iter().all(|v| v.invariant == "EO-1" || v.invariant == "T-2"), "{caught:?}");
+    assert!(caught.iter().any(|v| v.invariant == "EO-1"), "{caught:?}");
 }
 
 #[test]

@@ -368,9 +368,8 @@ impl Catalog {
         self.data.next_serial += 1;
         let place = self.data.next_serial;
         self.data.queue.insert(place, key.clone());
-        self.in_flight.insert(key.clone());
         self.data.migrations.insert(
-            key,
+            key.clone(),
             MigrationEntry {
                 object,
                 origin,
@@ -381,6 +380,7 @@ impl Catalog {
                 progress: Progress::default(),
             },
         );
+        self.index_migration(&key);
     }
 
     fn delete(
@@ -464,7 +464,7 @@ impl Catalog {
     /// Removes a migration and every trace of it; returns the schedule it was running for.
     fn remove_migration(&mut self, key: &ObjectKey) -> Option<ObjectKey> {
         let entry = self.data.migrations.remove(key)?;
-        self.in_flight.remove(key);
+        self.index_migration(key);
         if let Some(place) = entry.queued {
             self.data.queue.remove(&place);
         }
@@ -824,6 +824,7 @@ impl Catalog {
             status.status = MigrationStatusType::InProgress;
         }
         let migration = Box::new(entry.object.clone());
+        self.index_migration(&key);
         self.set_schedule_item(&key, MigrationStatusType::InProgress, None);
         Ok(Response::Leased { migration, token: index, expires_at })
     }
@@ -860,6 +861,7 @@ impl Catalog {
         if let Some(lease) = entry.lease.as_mut() {
             lease.expires_at = lease.expires_at.max(at + millis(duration_ms));
         }
+        self.index_migration(key);
         Ok(Response::Done)
     }
 
@@ -888,6 +890,7 @@ impl Catalog {
         }
         entry.progress = progress;
         status.summary = Some(summary(&progress, None));
+        self.index_migration(key);
         Ok(Response::Done)
     }
 
@@ -957,6 +960,7 @@ impl Catalog {
                 }
             }
             self.data.queue.insert(place, key.clone());
+            self.index_migration(key);
             self.set_schedule_item(key, MigrationStatusType::Pending, None);
             self.push_event(
                 Kind::Migration,
@@ -1040,7 +1044,7 @@ impl Catalog {
         status.status = result;
         status.finish_timestamp = Some(now.into());
         let origin = entry.origin.clone();
-        self.in_flight.remove(key);
+        self.index_migration(key);
         let (event_type, event_reason, message) = match (&origin, result) {
             (Some(_), MigrationStatusType::Successful) => (
                 EventType::Normal,
@@ -1161,7 +1165,7 @@ impl Catalog {
             let migration = ObjectKey::new(&key.namespace, name);
             if self.data.migrations.get(&migration).is_some_and(MigrationEntry::is_terminal) {
                 self.data.migrations.remove(&migration);
-                self.in_flight.remove(&migration);
+                self.index_migration(&migration);
             }
         }
     }

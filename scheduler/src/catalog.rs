@@ -389,8 +389,12 @@ pub struct Catalog {
     pub(crate) due: BTreeSet<(DateTime<Utc>, ObjectKey, PolicyType)>,
     /// Gives each indexed lane's entry in `due`.
     pub(crate) due_of: HashMap<(ObjectKey, PolicyType), DateTime<Utc>>,
-    /// Lists the migrations that have not ended.
-    pub(crate) in_flight: BTreeSet<ObjectKey>,
+    /// Gives each migration that has not ended its indexed (stage start, lease expiry).
+    pub(crate) in_flight: HashMap<ObjectKey, (DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Orders migrations that have not ended by when their stage began (stage deadlines).
+    pub(crate) stage_starts: BTreeSet<(DateTime<Utc>, ObjectKey)>,
+    /// Orders leases by when they lapse.
+    pub(crate) lease_expiries: BTreeSet<(DateTime<Utc>, ObjectKey)>,
 }
 
 impl PartialEq for Catalog {
@@ -422,13 +426,10 @@ impl Catalog {
         for key in keys {
             catalog.reindex(&key);
         }
-        catalog.in_flight = catalog
-            .data
-            .migrations
-            .iter()
-            .filter(|(_, entry)| !entry.is_terminal())
-            .map(|(key, _)| key.clone())
-            .collect();
+        let keys: Vec<ObjectKey> = catalog.data.migrations.keys().cloned().collect();
+        for key in keys {
+            catalog.index_migration(&key);
+        }
         catalog
     }
 
@@ -469,7 +470,45 @@ impl Catalog {
 
     /// Returns the migrations that have not ended.
     pub fn in_flight(&self) -> impl Iterator<Item = &MigrationEntry> {
-        self.in_flight.iter().filter_map(|key| self.data.migrations.get(key))
+        self.in_flight.keys().filter_map(|key| self.data.migrations.get(key))
+    }
+
+    /// Returns the migrations whose stage began at or before `cutoff`, oldest first.
+    pub fn stages_begun_by(&self, cutoff: DateTime<Utc>) -> impl Iterator<Item = &ObjectKey> {
+        self.stage_starts.iter().take_while(move |(since, _)| *since <= cutoff).map(|(_, key)| key)
+    }
+
+    /// Returns the leases that lapse at or before `now`, earliest first.
+    pub fn leases_lapsed_by(&self, now: DateTime<Utc>) -> impl Iterator<Item = &ObjectKey> {
+        self.lease_expiries.iter().take_while(move |(at, _)| *at <= now).map(|(_, key)| key)
+    }
+
+    /// Returns the earliest stage start and lease expiry among migrations that have not ended.
+    pub fn next_migration_deadlines(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (
+            self.stage_starts.first().map(|(at, _)| *at),
+            self.lease_expiries.first().map(|(at, _)| *at),
+        )
+    }
+
+    /// Brings the migration indexes up to date for `key` (after any change to it).
+    pub(crate) fn index_migration(&mut self, key: &ObjectKey) {
+        if let Some((since, lease)) = self.in_flight.remove(key) {
+            self.stage_starts.remove(&(since, key.clone()));
+            if let Some(expiry) = lease {
+                self.lease_expiries.remove(&(expiry, key.clone()));
+            }
+        }
+        let Some(entry) = self.data.migrations.get(key) else { return };
+        if entry.is_terminal() {
+            return;
+        }
+        let lease = entry.lease.as_ref().map(|lease| lease.expires_at);
+        self.stage_starts.insert((entry.stage_since, key.clone()));
+        if let Some(expiry) = lease {
+            self.lease_expiries.insert((expiry, key.clone()));
+        }
+        self.in_flight.insert(key.clone(), (entry.stage_since, lease));
     }
 
     /// Returns the policy at `key` (empty namespace: a SchedulePolicy).

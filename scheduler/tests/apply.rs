@@ -73,7 +73,10 @@ impl Harness {
 
     /// Runs the planner at `now` and applies what it proposes; returns the answers.
     fn tick(&mut self, now: DateTime<Utc>) -> Vec<Response> {
-        plan(&self.catalog, now).into_iter().map(|command| self.apply(command)).collect()
+        plan(&self.catalog, now, usize::MAX)
+            .into_iter()
+            .map(|command| self.apply(command))
+            .collect()
     }
 
     fn lease(&mut self, worker: &str, at: DateTime<Utc>) -> Option<(ObjectKey, u64)> {
@@ -552,7 +555,7 @@ fn a_snapshot_round_trip_keeps_state_and_rebuilds_the_due_index() {
     let restored: Catalog = serde_json::from_str(&json).unwrap();
     assert_eq!(restored, h.catalog);
     let later = t("2026-03-09T00:00:00Z");
-    assert_eq!(plan(&restored, later), plan(&h.catalog, later));
+    assert_eq!(plan(&restored, later, usize::MAX), plan(&h.catalog, later, usize::MAX));
     assert_eq!(restored.next_due(), h.catalog.next_due());
 }
 
