@@ -4,7 +4,11 @@
 use std::error::Error;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let files = ["avocet/api/v1/cluster.proto", "avocet/raft/v1/raft.proto"];
+    let files = [
+        "avocet/api/v1/cluster.proto",
+        "avocet/api/v1/scheduler.proto",
+        "avocet/raft/v1/raft.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let descriptors = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure().compile_fds(descriptors)?;

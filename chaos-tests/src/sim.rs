@@ -463,7 +463,8 @@ impl Sim {
         let clock = self.clock(leader);
         // Small fire limits while faulty; healed, a tick fires everything due, so that EO-2 can
         // be judged at the last tick's clock.
-        let limit = if faulty { *self.rng.pick(&[usize::MAX, usize::MAX, 2, 16]) } else { usize::MAX };
+        let limit =
+            if faulty { *self.rng.pick(&[usize::MAX, usize::MAX, 2, 16]) } else { usize::MAX };
         let planned = plan(&self.nodes[leader].replica, clock, limit);
         self.propose(planned, faulty)?;
         self.planned_at = clock;

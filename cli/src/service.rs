@@ -27,7 +27,8 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Reads settings from a YAML file (keys: id, listen, raftListen, raftAdvertise, peers,
-    /// dataDir, bootstrap, adminToken, peerToken); flags win over it.
+    /// dataDir, bootstrap, adminToken, peerToken, workerToken, timezone, stageDeadline,
+    /// metricsListen); flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Names this node (1 or more), unique in the group.
@@ -63,6 +64,36 @@ struct ServeArgs {
     /// Sets the election timeout range (tests use fast clocks).
     #[arg(long, hide = true, value_name = "MIN-MAX")]
     election_timeout_ms: Option<String>,
+    /// Requires this bearer token on worker calls (the admin token works there too).
+    #[arg(long, env = "AVOCET_WORKER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    worker_token: Option<String>,
+    /// Uses this IANA zone for policies without policy.timezone [default: UTC].
+    #[arg(long, value_name = "ZONE")]
+    timezone: Option<String>,
+    /// Fails a migration that stays in one stage longer than this [default: 6h].
+    #[arg(long, value_name = "DURATION")]
+    stage_deadline: Option<String>,
+    /// Serves Prometheus metrics on ADDR [default: 0.0.0.0:9002].
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Runs the scheduler's clock F times as fast from --clock-epoch (tests).
+    #[arg(long, hide = true, value_name = "F")]
+    clock_scale: Option<f64>,
+    /// Gives the instant the scaled clock starts from (tests).
+    #[arg(long, hide = true, value_name = "RFC3339")]
+    clock_epoch: Option<String>,
+    /// Writes logs as text or JSON lines.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+/// Names a log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Runs `avocet` with `args` (the program name first) and returns its exit code.
@@ -74,14 +105,15 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
-        )
-        .init();
+    let json = matches!(&cli.command, Command::Serve(args) if args.log_format == LogFormat::Json);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
+    if json {
+        logs.json().init();
+    } else {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
     };
@@ -108,6 +140,12 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         peer_token: args.peer_token,
         heartbeat_ms: args.heartbeat_ms,
         election_timeout_ms: args.election_timeout_ms,
+        worker_token: args.worker_token,
+        timezone: args.timezone,
+        stage_deadline: args.stage_deadline,
+        metrics_listen: args.metrics_listen,
+        clock_scale: args.clock_scale,
+        clock_epoch: args.clock_epoch,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)

@@ -37,6 +37,15 @@ use crate::timing::Cadence;
 /// Names the annotation on scheduled migrations that names their schedule (Stork's key).
 pub const SCHEDULE_NAME_ANNOTATION: &str = "stork.libopenstorage.org/migration-schedule-name";
 
+/// Names the annotation that gives a scheduled migration's due slot (RFC 3339, UTC).
+pub const DUE_SLOT_ANNOTATION: &str = "avocet.dev/due-slot";
+
+/// Names the annotation that gives when the leader fired a scheduled migration's slot.
+pub const FIRED_AT_ANNOTATION: &str = "avocet.dev/fired-at";
+
+/// Names the annotation that counts the missed slots coalesced into a scheduled migration.
+pub const COALESCED_ANNOTATION: &str = "avocet.dev/coalesced-slots";
+
 /// Bounds the slots counted one by one when coalescing (wall-clock rules; intervals are
 /// counted arithmetically). Past it the count is a lower bound and the range stays exact.
 const COALESCE_COUNT_MAX: u64 = 100_000;
@@ -716,6 +725,12 @@ impl Catalog {
         let schedule = &entry.object;
         let mut annotations = schedule.metadata.annotations.clone().unwrap_or_default();
         annotations.insert(SCHEDULE_NAME_ANNOTATION.to_owned(), key.name.clone());
+        annotations.insert(DUE_SLOT_ANNOTATION.to_owned(), rfc3339(fire.slot));
+        annotations.insert(FIRED_AT_ANNOTATION.to_owned(), rfc3339(fire.fired_at));
+        let coalesced: u64 = fire.coalesced.iter().map(|c| c.count).sum();
+        if coalesced > 0 {
+            annotations.insert(COALESCED_ANNOTATION.to_owned(), coalesced.to_string());
+        }
         let uid = self.next_uid(index);
         let Some(entry) = self.data.schedules.get(key) else { return migration_key };
         let schedule = &entry.object;
@@ -1200,6 +1215,10 @@ impl Catalog {
             self.data.events.pop_front();
         }
     }
+}
+
+fn rfc3339(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn suffix(reason: &str) -> String {

@@ -21,6 +21,39 @@ impl Clock for SystemClock {
     }
 }
 
+/// Reads `epoch + (real − epoch) × scale` from an inner clock: every node given the same epoch
+/// and scale agrees on the time, and minute policies fire every second at scale 60.
+#[derive(Debug, Clone)]
+pub struct ScaledClock<C> {
+    inner: C,
+    epoch: DateTime<Utc>,
+    scale: f64,
+}
+
+impl<C: Clock> ScaledClock<C> {
+    /// Returns a clock that runs `scale` times as fast as `inner` from `epoch` on.
+    pub fn new(inner: C, epoch: DateTime<Utc>, scale: f64) -> Self {
+        ScaledClock { inner, epoch, scale }
+    }
+
+    /// Returns the scale.
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+}
+
+impl<C: Clock> Clock for ScaledClock<C> {
+    fn now(&self) -> DateTime<Utc> {
+        let real = self.inner.now() - self.epoch;
+        let nanos = real.num_nanoseconds().unwrap_or(i64::MAX) as f64 * self.scale;
+        // Saturates far past any calendar a test uses.
+        let nanos = if nanos.is_finite() { nanos.clamp(-9.0e18, 9.0e18) } else { 0.0 };
+        #[allow(clippy::cast_possible_truncation)] // clamped into i64's range just above
+        let scaled = chrono::TimeDelta::nanoseconds(nanos as i64);
+        self.epoch + scaled
+    }
+}
+
 /// Returns a settable instant, for tests and simulations.
 #[derive(Debug)]
 pub struct ManualClock {
@@ -54,6 +87,14 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scaled_clock_runs_faster_from_its_epoch() {
+        let epoch = DateTime::parse_from_rfc3339("2026-03-08T00:00:00Z").unwrap().to_utc();
+        let real = ManualClock::new(epoch + chrono::TimeDelta::seconds(10));
+        let clock = ScaledClock::new(real, epoch, 60.0);
+        assert_eq!(clock.now(), epoch + chrono::TimeDelta::minutes(10));
+    }
 
     #[test]
     fn manual_clock_moves_only_when_told() {

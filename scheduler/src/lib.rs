@@ -30,6 +30,6 @@ pub mod planner;
 pub mod timing;
 
 pub use catalog::{Catalog, ObjectKey, Settings};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
 pub use command::{CatalogObject, Command, Fire, Rejection, Response};
 pub use timing::{Cadence, DueSlots};

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
-use avocet_consensus::kv::{KvCommand, KvStore};
-use avocet_consensus::{ClusterStatus, RaftNode, RequestError, Role};
+use avocet_consensus::{ClusterStatus, RequestError, Role};
 use avocet_proto::api::cluster_server::Cluster;
 use avocet_proto::api::{
     AddLearnerRequest, BarrierRequest, BarrierResponse, ClusterStatusRequest,
     ClusterStatusResponse, Member, MemberRole, PromoteRequest, RemoveRequest,
 };
 use tonic::{Request, Response, Status};
+
+use crate::machine::SchedulerNode;
 
 /// Maps a domain error to a gRPC status, for every handler.
 pub fn status_of(error: RequestError) -> Status {
@@ -53,12 +54,12 @@ pub fn status_message(status: ClusterStatus) -> ClusterStatusResponse {
 /// Serves `avocet.api.v1.Cluster` for one node.
 #[derive(Debug, Clone)]
 pub struct ClusterApi {
-    node: Arc<RaftNode<KvStore>>,
+    node: Arc<SchedulerNode>,
 }
 
 impl ClusterApi {
     /// Returns the service of `node`.
-    pub fn new(node: Arc<RaftNode<KvStore>>) -> ClusterApi {
+    pub fn new(node: Arc<SchedulerNode>) -> ClusterApi {
         ClusterApi { node }
     }
 
@@ -70,9 +71,6 @@ impl ClusterApi {
         }
     }
 }
-
-/// Names the key a barrier writes; its value is the barrier's sequence number.
-const BARRIER_KEY: &str = "avocet/barrier";
 
 #[tonic::async_trait]
 impl Cluster for ClusterApi {
@@ -122,9 +120,9 @@ impl Cluster for ClusterApi {
         &self,
         _: Request<BarrierRequest>,
     ) -> Result<Response<BarrierResponse>, Status> {
-        let command =
-            KvCommand::Put { key: BARRIER_KEY.to_owned(), value: self.node.id().to_string() };
-        let response = self.node.write(command).await.map_err(status_of)?;
-        Ok(Response::new(BarrierResponse { index: response.index }))
+        // An empty batch is a log entry with no command: committed, applied, changing nothing.
+        self.node.write_batch(Vec::new()).await.map_err(status_of)?;
+        let index = self.node.status().commit_index;
+        Ok(Response::new(BarrierResponse { index }))
     }
 }

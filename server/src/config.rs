@@ -17,6 +17,12 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:9001";
 /// Gives the Raft peer address when none is set (the async-DR guide's port 9010).
 pub const DEFAULT_RAFT_LISTEN: &str = "0.0.0.0:9010";
 
+/// Gives the Prometheus metrics address when none is set.
+pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9002";
+
+/// Gives the stage deadline when none is set: six hours.
+pub const DEFAULT_STAGE_DEADLINE: Duration = Duration::from_secs(6 * 60 * 60);
+
 /// Says why the configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting}: {message}")]
@@ -58,6 +64,18 @@ pub struct ServeFlags {
     pub heartbeat_ms: Option<u64>,
     /// Gives `--election-timeout-ms MIN-MAX` (hidden).
     pub election_timeout_ms: Option<String>,
+    /// Gives `--worker-token` (or `AVOCET_WORKER_TOKEN`).
+    pub worker_token: Option<String>,
+    /// Gives `--timezone`.
+    pub timezone: Option<String>,
+    /// Gives `--stage-deadline`.
+    pub stage_deadline: Option<String>,
+    /// Gives `--metrics-listen`.
+    pub metrics_listen: Option<String>,
+    /// Gives `--clock-scale` (hidden; tests run minute policies every second).
+    pub clock_scale: Option<f64>,
+    /// Gives `--clock-epoch` (hidden).
+    pub clock_epoch: Option<String>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -82,6 +100,14 @@ pub struct ConfigFile {
     pub admin_token: Option<String>,
     /// Gives `peerToken`.
     pub peer_token: Option<String>,
+    /// Gives `workerToken`.
+    pub worker_token: Option<String>,
+    /// Gives `timezone`.
+    pub timezone: Option<String>,
+    /// Gives `stageDeadline`.
+    pub stage_deadline: Option<String>,
+    /// Gives `metricsListen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -127,6 +153,44 @@ pub struct ServeConfig {
     pub peer_token: String,
     /// Sets Raft's clocks.
     pub timing: Timing,
+    /// Holds the token workers present (None: only the admin token opens the worker calls).
+    pub worker_token: Option<String>,
+    /// Names the zone of policies without `policy.timezone`.
+    pub timezone: String,
+    /// Bounds how long a migration may stay in one stage.
+    pub stage_deadline: Duration,
+    /// Gives the Prometheus metrics address.
+    pub metrics_listen: SocketAddr,
+    /// Scales the clock: `epoch + (now − epoch) × scale` (tests only; 1 in production).
+    pub clock_scale: f64,
+    /// Gives the scaled clock's epoch.
+    pub clock_epoch: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Parses a duration like `6h`, `90m`, `45s` or `1h30m`.
+pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
+    let bad = || error(setting, format!("{text:?} is not a duration like 6h, 90m or 45s"));
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.trim().chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let value: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(value.checked_mul(unit).ok_or_else(bad)?).ok_or_else(bad)?;
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
 }
 
 /// Parses `--peers id=host:port,...`: ids are 1 or more, each listed once, addresses host:port.
@@ -307,7 +371,70 @@ impl ServeConfig {
                 ),
             ));
         }
+        let worker_token = flags.worker_token.or(file.worker_token).filter(|t| !t.is_empty());
+        if worker_token.as_deref().is_some_and(|t| t == peer_token) {
+            return Err(error(
+                "--worker-token",
+                "must differ from --peer-token, so a worker token never opens Raft",
+            ));
+        }
+        let timezone_label = label("--timezone", "timezone", flags.timezone.is_some(), path);
+        let timezone = flags.timezone.or(file.timezone).unwrap_or_else(|| "UTC".to_owned());
+        if timezone.parse::<chrono_tz::Tz>().is_err() {
+            return Err(error(
+                &timezone_label,
+                format!("{timezone:?} is not an IANA time zone name like Europe/Berlin"),
+            ));
+        }
+        let deadline_label =
+            label("--stage-deadline", "stageDeadline", flags.stage_deadline.is_some(), path);
+        let stage_deadline = match flags.stage_deadline.or(file.stage_deadline) {
+            Some(text) => parse_duration(&deadline_label, &text)?,
+            None => DEFAULT_STAGE_DEADLINE,
+        };
+        let metrics_listen = socket(
+            &label("--metrics-listen", "metricsListen", flags.metrics_listen.is_some(), path),
+            flags
+                .metrics_listen
+                .as_deref()
+                .or(file.metrics_listen.as_deref())
+                .unwrap_or(DEFAULT_METRICS_LISTEN),
+        )?;
+        let clock_scale = flags.clock_scale.unwrap_or(1.0);
+        if !(clock_scale.is_finite() && clock_scale > 0.0 && clock_scale <= 100_000.0) {
+            return Err(error(
+                "--clock-scale",
+                format!("{clock_scale} is not a factor from above 0 to 100000"),
+            ));
+        }
+        let clock_epoch = match &flags.clock_epoch {
+            Some(text) => Some(
+                chrono::DateTime::parse_from_rfc3339(text)
+                    .map_err(|_| {
+                        error(
+                            "--clock-epoch",
+                            format!(
+                                "{text:?} is not an RFC 3339 instant like 2026-03-08T00:00:00Z"
+                            ),
+                        )
+                    })?
+                    .to_utc(),
+            ),
+            None => None,
+        };
+        if clock_scale != 1.0 && clock_epoch.is_none() {
+            return Err(error(
+                "--clock-epoch",
+                "is required with --clock-scale: every node must scale from the same instant",
+            ));
+        }
         Ok(ServeConfig {
+            worker_token,
+            timezone,
+            stage_deadline,
+            metrics_listen,
+            clock_scale,
+            clock_epoch,
             id,
             listen,
             raft_listen,

@@ -3,14 +3,21 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use avocet_consensus::kv::KvStore;
 use avocet_consensus::{NodeConfig, RaftNode, StartError};
+use avocet_proto::api::catalog_server::CatalogServer;
 use avocet_proto::api::cluster_server::ClusterServer;
+use avocet_proto::api::workers_server::WorkersServer;
+use avocet_scheduler::catalog::Settings;
+use avocet_scheduler::{Clock, ScaledClock, SystemClock};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 
 use crate::api::ClusterApi;
+use crate::catalog_api::{CatalogApi, WorkersApi};
 use crate::config::ServeConfig;
+use crate::leader::LeaderLoop;
+use crate::machine::Scheduler;
+use crate::metrics::{Metrics, serve_metrics};
 
 /// Says why a node could not run.
 #[derive(Debug, thiserror::Error)]
@@ -54,13 +61,26 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
 pub fn bearer_check(
     token: &str,
 ) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
-    let expected = format!("Bearer {token}");
+    bearer_check_any(&[token])
+}
+
+/// Checks `authorization: Bearer <token>` against any of `tokens` (roles), in constant time.
+pub fn bearer_check_any(
+    tokens: &[&str],
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
+    let expected: Vec<String> = tokens.iter().map(|token| format!("Bearer {token}")).collect();
     move |request: Request<()>| {
         let presented = request.metadata().get("authorization").map(|value| value.as_bytes());
         let matches = presented.is_some_and(|value| {
-            value.len() == expected.len()
-                && value.iter().zip(expected.as_bytes()).fold(0u8, |diff, (a, b)| diff | (a ^ b))
-                    == 0
+            expected.iter().fold(false, |found, expected| {
+                let equal = value.len() == expected.len()
+                    && value
+                        .iter()
+                        .zip(expected.as_bytes())
+                        .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+                        == 0;
+                found | equal
+            })
         });
         match (presented, matches) {
             (_, true) => Ok(request),
@@ -89,25 +109,77 @@ pub async fn serve(
     node_config.peers = config.peers.clone();
     node_config.bootstrap = config.bootstrap;
     node_config.timing = config.timing;
-    let node = Arc::new(RaftNode::<KvStore>::start(node_config, raft_listener).await?);
+    let metrics_listener =
+        tokio::net::TcpListener::bind(config.metrics_listen).await.map_err(|source| {
+            ServeError::Bind { what: "metrics", address: config.metrics_listen, source }
+        })?;
+    let node = Arc::new(RaftNode::<Scheduler>::start(node_config, raft_listener).await?);
 
-    let api = InterceptedService::new(
+    let clock: Arc<dyn Clock> = match config.clock_epoch {
+        Some(epoch) => Arc::new(ScaledClock::new(SystemClock, epoch, config.clock_scale)),
+        None => Arc::new(SystemClock),
+    };
+    let settings = Settings {
+        default_timezone: config.timezone.clone(),
+        stage_deadline_seconds: config.stage_deadline.as_secs(),
+        ..Settings::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let leader_task = tokio::spawn(
+        LeaderLoop {
+            node: Arc::clone(&node),
+            clock: Arc::clone(&clock),
+            scale: config.clock_scale,
+            settings,
+            metrics: Arc::clone(&metrics),
+            wake: Arc::clone(&wake),
+        }
+        .run(),
+    );
+    let render = {
+        let node = Arc::clone(&node);
+        let clock = Arc::clone(&clock);
+        let metrics = Arc::clone(&metrics);
+        Arc::new(move || {
+            let leader = node.status().leader_id == Some(node.id());
+            node.read_local(|s| metrics.render(&s.0, clock.now(), leader))
+        })
+    };
+    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, render));
+
+    let admin = bearer_check(&config.admin_token);
+    let catalog = CatalogApi::new(Arc::clone(&node), Arc::clone(&clock), wake);
+    let worker_tokens: Vec<&str> = std::iter::once(config.admin_token.as_str())
+        .chain(config.worker_token.as_deref())
+        .collect();
+    let cluster_api = InterceptedService::new(
         ClusterServer::new(ClusterApi::new(Arc::clone(&node))),
-        bearer_check(&config.admin_token),
+        admin.clone(),
+    );
+    let catalog_api = InterceptedService::new(CatalogServer::new(catalog.clone()), admin);
+    let workers_api = InterceptedService::new(
+        WorkersServer::new(WorkersApi::new(catalog)),
+        bearer_check_any(&worker_tokens),
     );
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(
-        tonic::transport::Server::builder().add_service(api).serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(api_listener),
-            async {
-                let _ = api_stopped.await;
-            },
-        ),
+        tonic::transport::Server::builder()
+            .add_service(cluster_api)
+            .add_service(catalog_api)
+            .add_service(workers_api)
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(api_listener),
+                async {
+                    let _ = api_stopped.await;
+                },
+            ),
     );
     tracing::info!(
         node = config.id,
         api = %config.listen,
         raft = %config.raft_advertise,
+        metrics = %config.metrics_listen,
         group = ?node.group(),
         "avocet serve is up"
     );
@@ -118,6 +190,8 @@ pub async fn serve(
     tracing::info!(node = config.id, "shutting down: stopping the public API");
     let _ = stop_api.send(());
     let api_result = api_task.await;
+    leader_task.abort();
+    metrics_task.abort();
     tracing::info!(node = config.id, "handing leadership over if this node leads");
     node.shutdown().await;
     match api_result {

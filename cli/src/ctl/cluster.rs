@@ -2,82 +2,24 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use avocet_proto::api::cluster_client::ClusterClient;
 use avocet_proto::api::{
     AddLearnerRequest, BarrierRequest, ClusterStatusRequest, ClusterStatusResponse, MemberRole,
     PromoteRequest, RemoveRequest,
 };
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
+use super::client::{TokenInterceptor, failed};
 use super::{ClusterCommand, OutputFormat, ServerArgs};
 use crate::output::Table;
-
-/// Bounds the connection to the server.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Bounds one call (membership changes wait for a commit).
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 type Client =
     ClusterClient<tonic::service::interceptor::InterceptedService<Channel, TokenInterceptor>>;
 
-/// Adds the bearer token to every request.
-#[derive(Debug, Clone)]
-pub(super) struct TokenInterceptor(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
-
-impl tonic::service::Interceptor for TokenInterceptor {
-    fn call(
-        &mut self,
-        mut request: tonic::Request<()>,
-    ) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert("authorization", value.clone());
-        }
-        request.set_timeout(CALL_TIMEOUT);
-        Ok(request)
-    }
-}
-
 async fn connect(server: &ServerArgs) -> anyhow::Result<Client> {
-    let endpoint = Endpoint::from_shared(server.server.clone())
-        .map_err(|_| {
-            anyhow::anyhow!("--server: {:?} is not a URL like http://127.0.0.1:9001", server.server)
-        })?
-        .connect_timeout(CONNECT_TIMEOUT);
-    let channel = endpoint.connect().await.map_err(|error| {
-        anyhow::anyhow!(
-            "cannot reach the Avocet server at {} (--server or AVOCET_SERVER): {}",
-            server.server,
-            avocet_server::error_chain(&error)
-        )
-    })?;
-    let token = match &server.token {
-        Some(token) => Some(format!("Bearer {token}").parse().map_err(|_| {
-            anyhow::anyhow!("--token: the token has characters a header cannot carry")
-        })?),
-        None => None,
-    };
-    Ok(ClusterClient::with_interceptor(channel, TokenInterceptor(token)))
-}
-
-/// Turns a server's refusal into a sentence that says what to check.
-fn failed(server: &ServerArgs, status: tonic::Status) -> anyhow::Error {
-    let message = status.message();
-    match status.code() {
-        tonic::Code::Unauthenticated => anyhow::anyhow!(
-            "{message} (the server wants its admin token: pass --token or set AVOCET_TOKEN)"
-        ),
-        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => anyhow::anyhow!(
-            "the server at {} did not answer within {CALL_TIMEOUT:?}: {message}",
-            server.server
-        ),
-        tonic::Code::Unavailable => {
-            anyhow::anyhow!("the server at {} cannot serve this now: {message}", server.server)
-        }
-        _ => anyhow::anyhow!("{message}"),
-    }
+    let (channel, interceptor) = super::client::channel(server).await?;
+    Ok(ClusterClient::with_interceptor(channel, interceptor))
 }
 
 fn role(role: i32) -> &'static str {

@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod catalog;
+mod client;
 mod cluster;
 mod preview;
 mod validate;
@@ -51,6 +53,139 @@ enum Command {
     /// Shows and changes the membership of the scheduler group.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Creates or updates the objects of a YAML or JSON file, like kubectl apply.
+    Apply {
+        /// Reads the documents from FILE ('-' for standard input).
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: PathBuf,
+        /// Puts namespaced objects that name no namespace in NS (default: default).
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Option<String>,
+        /// Validates against the server without storing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Lists objects (clusterpair, schedulepolicy, migrationschedule, migration, events).
+    Get(GetCommand),
+    /// Deletes objects.
+    Delete {
+        /// Names the kind (clusterpair, schedulepolicy, namespacedschedulepolicy,
+        /// migrationschedule, migration).
+        kind: String,
+        /// Names the objects.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Looks in namespace NS (default: default).
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Option<String>,
+    },
+    /// Suspends migration schedules: no new migrations start; a running one continues.
+    Suspend(SuspendArgs),
+    /// Resumes suspended migration schedules: slots from now on fire.
+    Resume(SuspendArgs),
+    /// Creates a one-off migration.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Cancels a migration that has not ended.
+    #[command(subcommand)]
+    Cancel(CancelCommand),
+}
+
+#[derive(Debug, Args)]
+struct GetCommand {
+    /// Names the kind: clusterpair (cp), schedulepolicy (sp), namespacedschedulepolicy,
+    /// migrationschedule, migration, or events.
+    kind: String,
+    /// Shows only this object.
+    name: Option<String>,
+    /// Looks in namespace NS (default: default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    namespace: Option<String>,
+    /// Looks in every namespace (adds a NAMESPACE column).
+    #[arg(short = 'A', long = "all-namespaces")]
+    all_namespaces: bool,
+    /// Prints a table, JSON or YAML.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = GetOutput::Table)]
+    output: GetOutput,
+    /// Shows only objects that use this ClusterPair.
+    #[arg(short = 'c', long = "clusterpair", value_name = "NAME")]
+    cluster_pair: Option<String>,
+    /// Events only: shows those of one object, KIND/NAME.
+    #[arg(long = "for", value_name = "KIND/NAME")]
+    for_object: Option<String>,
+    /// Events only: keeps printing new events as they happen.
+    #[arg(short = 'w', long = "watch")]
+    watch: bool,
+}
+
+#[derive(Debug, Args)]
+struct SuspendArgs {
+    /// Names the kind: migrationschedule (or migrationschedules).
+    kind: String,
+    /// Names the schedules.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Looks in namespace NS (default: default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CreateCommand {
+    /// Creates a one-off Migration.
+    #[command(alias = "migrations")]
+    Migration {
+        /// Names the migration.
+        name: String,
+        /// Puts it in namespace NS (default: default).
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Option<String>,
+        /// Names the ClusterPair to migrate to.
+        #[arg(short = 'c', long = "clusterPair", value_name = "NAME")]
+        cluster_pair: String,
+        /// Lists the namespaces to migrate.
+        #[arg(long, value_delimiter = ',', required = true, value_name = "NS,...")]
+        namespaces: Vec<String>,
+        /// Copies Kubernetes objects (default true).
+        #[arg(short = 'r', long = "includeResources", default_value_t = true, action = clap::ArgAction::Set)]
+        include_resources: bool,
+        /// Copies volume data (default true).
+        #[arg(long = "includeVolumes", default_value_t = true, action = clap::ArgAction::Set)]
+        include_volumes: bool,
+        /// Starts applications on the destination (storkctl's default: true).
+        #[arg(short = 'a', long = "startApplications", default_value_t = true, action = clap::ArgAction::Set)]
+        start_applications: bool,
+        /// Names a Rule to run before the migration.
+        #[arg(long = "preExecRule", value_name = "RULE")]
+        pre_exec_rule: Option<String>,
+        /// Names a Rule to run after the migration.
+        #[arg(long = "postExecRule", value_name = "RULE")]
+        post_exec_rule: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CancelCommand {
+    /// Cancels a Migration that has not ended: it fails, and its worker's lease is revoked.
+    #[command(alias = "migrations")]
+    Migration {
+        /// Names the migration.
+        name: String,
+        /// Looks in namespace NS (default: default).
+        #[arg(short = 'n', long = "namespace", value_name = "NS")]
+        namespace: Option<String>,
+    },
+}
+
+/// Names an output format of `get`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum GetOutput {
+    /// A table for people, with storkctl's columns.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +279,77 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             preview::run(&args, &mut out, &mut err)
         }
         Command::Cluster(command) => cluster::run(&cli.server, command, &mut out),
+        Command::Apply { file, namespace, dry_run } => read_input(&file).and_then(|text| {
+            catalog::apply(&cli.server, text, namespace, dry_run, &mut out, &mut err)
+        }),
+        Command::Get(get)
+            if get.kind.eq_ignore_ascii_case("events")
+                || get.kind.eq_ignore_ascii_case("event") =>
+        {
+            catalog::events(
+                &cli.server,
+                catalog::EventArgs {
+                    namespace: get.namespace,
+                    all_namespaces: get.all_namespaces,
+                    for_object: get.for_object,
+                    watch: get.watch,
+                    output: get.output,
+                },
+                &mut out,
+            )
+        }
+        Command::Get(get) => catalog::get(
+            &cli.server,
+            catalog::GetArgs {
+                kind: get.kind,
+                name: get.name,
+                namespace: get.namespace,
+                all_namespaces: get.all_namespaces,
+                output: get.output,
+                cluster_pair: get.cluster_pair,
+            },
+            &mut out,
+        ),
+        Command::Delete { kind, names, namespace } => {
+            catalog::delete(&cli.server, &kind, &names, namespace, &mut out)
+        }
+        Command::Suspend(args) | Command::Resume(args) if !is_schedule_kind(&args.kind) => Err(
+            anyhow::anyhow!("{:?}: only migrationschedule can be suspended or resumed", args.kind),
+        ),
+        Command::Suspend(args) => {
+            catalog::set_suspend(&cli.server, &args.names, args.namespace, true, &mut out)
+        }
+        Command::Resume(args) => {
+            catalog::set_suspend(&cli.server, &args.names, args.namespace, false, &mut out)
+        }
+        Command::Create(CreateCommand::Migration {
+            name,
+            namespace,
+            cluster_pair,
+            namespaces,
+            include_resources,
+            include_volumes,
+            start_applications,
+            pre_exec_rule,
+            post_exec_rule,
+        }) => catalog::create_migration(
+            &cli.server,
+            catalog::CreateMigration {
+                name,
+                namespace,
+                cluster_pair,
+                namespaces,
+                include_resources,
+                include_volumes,
+                start_applications,
+                pre_exec_rule,
+                post_exec_rule,
+            },
+            &mut out,
+        ),
+        Command::Cancel(CancelCommand::Migration { name, namespace }) => {
+            catalog::cancel_migration(&cli.server, &name, namespace, &mut out)
+        }
     };
     match result {
         Ok(code) => code,
@@ -152,6 +358,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_schedule_kind(kind: &str) -> bool {
+    matches!(kind.to_ascii_lowercase().as_str(), "migrationschedule" | "migrationschedules" | "ms")
 }
 
 /// Reads a whole input file, or standard input for `-`.

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests";
+pub(crate) const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const PEER_TOKEN: &str = "peer-token-for-tests";
 
 /// Holds one node's addresses and, while it runs, its process.
 pub(crate) struct Node {
     pub(crate) api: String,
     pub(crate) raft: String,
+    pub(crate) metrics: String,
     pub(crate) process: Option<Child>,
 }
 
@@ -22,6 +23,7 @@ pub(crate) struct Node {
 pub(crate) struct Group {
     pub(crate) nodes: BTreeMap<u64, Node>,
     dir: TempDir,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -31,17 +33,24 @@ fn free_port() -> u16 {
 impl Group {
     /// Starts `count` nodes; node 1 bootstraps the group.
     pub(crate) fn start(count: u64) -> Group {
+        Group::start_with(count, &[])
+    }
+
+    /// Starts `count` nodes with `extra` flags on every command line.
+    pub(crate) fn start_with(count: u64, extra: &[&str]) -> Group {
         let nodes = (1..=count)
             .map(|id| {
                 let node = Node {
                     api: format!("127.0.0.1:{}", free_port()),
                     raft: format!("127.0.0.1:{}", free_port()),
+                    metrics: format!("127.0.0.1:{}", free_port()),
                     process: None,
                 };
                 (id, node)
             })
             .collect();
-        let mut group = Group { nodes, dir: tempfile::tempdir().unwrap() };
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut group = Group { nodes, dir: tempfile::tempdir().unwrap(), extra };
         for id in 1..=count {
             group.spawn(id);
         }
@@ -61,6 +70,7 @@ impl Group {
         let data_dir: PathBuf = self.dir.path().join(format!("node-{id}"));
         let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log"))).unwrap();
         let peers = self.peers();
+        let extra = self.extra.clone();
         let node = self.nodes.get_mut(&id).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_avocet"));
         command
@@ -75,7 +85,9 @@ impl Group {
             ])
             .args(["--peers", &peers, "--data-dir"])
             .arg(&data_dir)
+            .args(["--metrics-listen", &node.metrics])
             .args(["--heartbeat-ms", "50", "--election-timeout-ms", "300-600"])
+            .args(&extra)
             .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
             .env("RUST_LOG", "info")

@@ -6,3 +6,4 @@
 
 mod group;
 mod t01_failover;
+mod t02_schedules;

@@ -1,0 +1,598 @@
+//! `avocet.api.v1.Catalog` and `avocet.api.v1.Workers`: thin adapters from messages to
+//! commands and reads, with every refusal turned into a gRPC status in one place
+//! ([`rejection_status`]).
+//!
+//! Writes go through the consensus node (forwarded to the leader). Reads are linearizable when
+//! this node leads; on a follower they come from its own copy, which trails the leader by at
+//! most the replication delay.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::Notify;
+use tonic::codegen::tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use avocet_consensus::RequestError;
+use avocet_proto::api::catalog_server::Catalog as CatalogService;
+use avocet_proto::api::workers_server::Workers as WorkersService;
+use avocet_proto::api::{
+    AppliedObject, ApplyRequest, ApplyResponse, CancelMigrationRequest, CancelMigrationResponse,
+    CompleteRequest, CompleteResponse, DeleteRequest, DeleteResponse, Event, GetRequest,
+    LeaseRequest, LeaseResponse, ListEventsRequest, ListEventsResponse, ListRequest, ListResponse,
+    Object, RenewRequest, RenewResponse, ReportRequest, ReportResponse, SetSuspendRequest,
+    SetSuspendResponse,
+};
+use avocet_scheduler::catalog::{PolicyObject, Progress};
+use avocet_scheduler::command::Outcome;
+use avocet_scheduler::{Catalog, CatalogObject, Clock, Command, ObjectKey, Rejection};
+use avocet_types::Kind;
+use avocet_types::meta::Scope;
+use avocet_types::migration::{MigrationStage, MigrationStatusType};
+
+use crate::api::status_of;
+use crate::machine::SchedulerNode;
+
+/// Maps a refusal of `apply` to a gRPC status, for every handler.
+pub fn rejection_status(rejection: Rejection) -> Status {
+    let message = rejection.to_string();
+    match rejection {
+        Rejection::NotFound { .. } => Status::not_found(message),
+        Rejection::Invalid { .. } => Status::invalid_argument(message),
+        _ => Status::failed_precondition(message),
+    }
+}
+
+/// Returns the kind a user named, in any spelling kubectl accepts.
+pub fn parse_kind(text: &str) -> Result<Kind, Status> {
+    let lower = text.to_ascii_lowercase();
+    Kind::ALL
+        .into_iter()
+        .find(|kind| {
+            kind.as_str().eq_ignore_ascii_case(text)
+                || kind.plural() == lower
+                || kind.singular() == lower
+                || kind.short_names().contains(&lower.as_str())
+        })
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "kind: {text:?} is not a kind Avocet stores (clusterpair, schedulepolicy, \
+                 namespacedschedulepolicy, migrationschedule, migration)"
+            ))
+        })
+}
+
+fn rfc3339(instant: DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
+    serde_json::to_string(value)
+        .map_err(|error| Status::internal(format!("cannot encode: {error}")))
+}
+
+/// Returns the object of `kind` at `key` as JSON, if the catalog holds it.
+fn object_json(catalog: &Catalog, kind: Kind, key: &ObjectKey) -> Result<Option<String>, Status> {
+    Ok(match kind {
+        Kind::ClusterPair => catalog.cluster_pair(key).map(json).transpose()?,
+        Kind::SchedulePolicy => match catalog.policy(&ObjectKey::cluster(&key.name)) {
+            Some(entry) => match &entry.object {
+                PolicyObject::Cluster(policy) => Some(json(policy)?),
+                PolicyObject::Namespaced(_) => None,
+            },
+            None => None,
+        },
+        Kind::NamespacedSchedulePolicy => match catalog.policy(key) {
+            Some(entry) if !key.namespace.is_empty() => match &entry.object {
+                PolicyObject::Namespaced(policy) => Some(json(policy)?),
+                PolicyObject::Cluster(_) => None,
+            },
+            _ => None,
+        },
+        Kind::MigrationSchedule => catalog.schedule(key).map(|e| json(&e.object)).transpose()?,
+        Kind::Migration => catalog.migration(key).map(|e| json(&e.object)).transpose()?,
+        Kind::ApplicationRegistration | Kind::Rule => None,
+    })
+}
+
+/// Lists the keys of `kind` in `namespace` (every namespace when `None`).
+fn keys_of(catalog: &Catalog, kind: Kind, namespace: Option<&str>) -> Vec<ObjectKey> {
+    let matches = |key: &ObjectKey| namespace.is_none_or(|ns| key.namespace == ns);
+    match kind {
+        Kind::ClusterPair => {
+            catalog.cluster_pairs().map(|(k, _)| k).filter(|k| matches(k)).cloned().collect()
+        }
+        Kind::SchedulePolicy => {
+            catalog.policies().map(|(k, _)| k).filter(|k| k.namespace.is_empty()).cloned().collect()
+        }
+        Kind::NamespacedSchedulePolicy => catalog
+            .policies()
+            .map(|(k, _)| k)
+            .filter(|k| !k.namespace.is_empty() && matches(k))
+            .cloned()
+            .collect(),
+        Kind::MigrationSchedule => {
+            catalog.schedules().map(|(k, _)| k).filter(|k| matches(k)).cloned().collect()
+        }
+        Kind::Migration => {
+            catalog.migrations().map(|(k, _)| k).filter(|k| matches(k)).cloned().collect()
+        }
+        Kind::ApplicationRegistration | Kind::Rule => Vec::new(),
+    }
+}
+
+fn event_message(event: &avocet_scheduler::catalog::Event) -> Event {
+    Event {
+        seq: event.seq,
+        time: rfc3339(event.time),
+        kind: event.kind.clone(),
+        namespace: event.object.namespace.clone(),
+        name: event.object.name.clone(),
+        r#type: event.event_type.as_str().to_owned(),
+        reason: event.reason.clone(),
+        message: event.message.clone(),
+    }
+}
+
+fn select_events(catalog: &Catalog, request: &ListEventsRequest) -> Vec<Event> {
+    catalog
+        .events_after(request.after_seq)
+        .filter(|event| {
+            (request.all_namespaces || event.object.namespace == request.namespace)
+                && (request.kind.is_empty() || event.kind.eq_ignore_ascii_case(&request.kind))
+                && (request.name.is_empty() || event.object.name == request.name)
+        })
+        .map(event_message)
+        .collect()
+}
+
+fn required(field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: is required")))
+    } else {
+        Ok(())
+    }
+}
+
+/// Serves the catalog calls of one node.
+#[derive(Clone)]
+pub struct CatalogApi {
+    node: Arc<SchedulerNode>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+impl CatalogApi {
+    /// Returns the service of `node`; `wake` is notified after each change this node commits.
+    pub fn new(node: Arc<SchedulerNode>, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Self {
+        CatalogApi { node, clock, wake }
+    }
+
+    /// Reads linearizably on the leader, else from this node's copy.
+    async fn read<T>(&self, read: impl Fn(&Catalog) -> T) -> Result<T, Status> {
+        match self.node.read(|s| read(&s.0)).await {
+            Ok(value) => Ok(value),
+            Err(RequestError::NotLeader { .. } | RequestError::NoLeader(_)) => {
+                Ok(self.node.read_local(|s| read(&s.0)))
+            }
+            Err(error) => Err(status_of(error)),
+        }
+    }
+
+    async fn write(&self, command: Command) -> Result<avocet_scheduler::Response, Status> {
+        let response = self.node.write(command).await.map_err(status_of)?;
+        self.wake.notify_one();
+        match response {
+            avocet_scheduler::Response::Rejected(rejection) => Err(rejection_status(rejection)),
+            other => Ok(other),
+        }
+    }
+}
+
+impl std::fmt::Debug for CatalogApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogApi").field("node", &self.node.id()).finish()
+    }
+}
+
+/// Streams events to one watcher.
+pub struct EventStream(tokio::sync::mpsc::Receiver<Result<Event, Status>>);
+
+impl Stream for EventStream {
+    type Item = Result<Event, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// Waits between polls of the catalog for new events.
+const WATCH_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+#[tonic::async_trait]
+impl CatalogService for CatalogApi {
+    type WatchEventsStream = EventStream;
+
+    async fn apply(
+        &self,
+        request: Request<ApplyRequest>,
+    ) -> Result<Response<ApplyResponse>, Status> {
+        let request = request.into_inner();
+        let namespace =
+            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
+        let documents = avocet_types::parse_documents(&request.text)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        if documents.is_empty() {
+            return Err(Status::invalid_argument("text: holds no documents"));
+        }
+        let mut problems = Vec::new();
+        let mut objects = Vec::new();
+        for document in documents {
+            match document {
+                Err(error) => problems.push(error.to_string()),
+                Ok(document) => {
+                    let kind = document.object.kind();
+                    let label =
+                        format!("{kind}/{} (document {})", document.object.name(), document.index);
+                    if let (Scope::Namespaced, Some(own)) =
+                        (kind.scope(), document.object.namespace())
+                        && !request.namespace.is_empty()
+                        && own != request.namespace
+                    {
+                        problems.push(format!(
+                            "{label}: metadata.namespace: {own:?} does not match the namespace {:?} \
+                             given with -n",
+                            request.namespace
+                        ));
+                        continue;
+                    }
+                    match CatalogObject::from_stork(document.object, namespace) {
+                        Ok(object) => objects.push((object, document.warnings)),
+                        Err(kind) => problems.push(format!(
+                            "{label}: {kind} objects are not stored by the scheduler yet"
+                        )),
+                    }
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "nothing applied:\n{}",
+                problems.join("\n")
+            )));
+        }
+        let describe = |object: &CatalogObject| {
+            let key = object.key();
+            (object.kind().as_str().to_owned(), key.namespace, key.name)
+        };
+        if request.dry_run {
+            let applied = objects
+                .iter()
+                .map(|(object, warnings)| {
+                    let (kind, namespace, name) = describe(object);
+                    AppliedObject {
+                        kind,
+                        namespace,
+                        name,
+                        action: "valid".to_owned(),
+                        message: String::new(),
+                        warnings: warnings.clone(),
+                    }
+                })
+                .collect();
+            return Ok(Response::new(ApplyResponse { objects: applied }));
+        }
+        let at = self.clock.now();
+        let labels: Vec<_> =
+            objects.iter().map(|(object, warnings)| (describe(object), warnings.clone())).collect();
+        let commands = objects
+            .into_iter()
+            .map(|(object, _)| Command::Put { object: Box::new(object), at })
+            .collect();
+        let responses = self.node.write_batch(commands).await.map_err(status_of)?;
+        self.wake.notify_one();
+        let applied = labels
+            .into_iter()
+            .zip(responses)
+            .map(|(((kind, namespace, name), warnings), response)| {
+                let (action, message) = match response {
+                    avocet_scheduler::Response::Put { created: true, .. } => {
+                        ("created", String::new())
+                    }
+                    avocet_scheduler::Response::Put { changed: true, .. } => {
+                        ("configured", String::new())
+                    }
+                    avocet_scheduler::Response::Put { .. } => ("unchanged", String::new()),
+                    avocet_scheduler::Response::Rejected(rejection) => {
+                        ("rejected", rejection.to_string())
+                    }
+                    other => ("rejected", format!("unexpected answer {other:?}")),
+                };
+                AppliedObject {
+                    kind,
+                    namespace,
+                    name,
+                    action: action.to_owned(),
+                    message,
+                    warnings,
+                }
+            })
+            .collect();
+        Ok(Response::new(ApplyResponse { objects: applied }))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
+        let request = request.into_inner();
+        let kind = parse_kind(&request.kind)?;
+        required("name", &request.name)?;
+        let namespace = match kind.scope() {
+            Scope::Cluster => String::new(),
+            Scope::Namespaced if request.namespace.is_empty() => "default".to_owned(),
+            Scope::Namespaced => request.namespace.clone(),
+        };
+        let key = ObjectKey::new(namespace, &request.name);
+        let found = self.read(|catalog| object_json(catalog, kind, &key)).await??;
+        match found {
+            Some(json) => Ok(Response::new(Object { kind: kind.as_str().to_owned(), json })),
+            None => Err(Status::not_found(format!("{kind} {key} not found"))),
+        }
+    }
+
+    async fn list(&self, request: Request<ListRequest>) -> Result<Response<ListResponse>, Status> {
+        let request = request.into_inner();
+        let kind = parse_kind(&request.kind)?;
+        let namespace = match (kind.scope(), request.all_namespaces) {
+            (Scope::Cluster, _) | (_, true) => None,
+            (Scope::Namespaced, false) if request.namespace.is_empty() => {
+                Some("default".to_owned())
+            }
+            (Scope::Namespaced, false) => Some(request.namespace.clone()),
+        };
+        let objects = self
+            .read(|catalog| {
+                keys_of(catalog, kind, namespace.as_deref())
+                    .iter()
+                    .filter_map(|key| object_json(catalog, kind, key).transpose())
+                    .map(|json| json.map(|json| Object { kind: kind.as_str().to_owned(), json }))
+                    .collect::<Result<Vec<_>, Status>>()
+            })
+            .await??;
+        Ok(Response::new(ListResponse { objects }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let request = request.into_inner();
+        let kind = parse_kind(&request.kind)?;
+        required("name", &request.name)?;
+        let key = match kind.scope() {
+            Scope::Cluster => ObjectKey::cluster(&request.name),
+            Scope::Namespaced if request.namespace.is_empty() => {
+                ObjectKey::new("default", &request.name)
+            }
+            Scope::Namespaced => ObjectKey::new(&request.namespace, &request.name),
+        };
+        let response = self.write(Command::Delete { kind, key, at: self.clock.now() }).await?;
+        let migrations_deleted = match response {
+            avocet_scheduler::Response::Deleted { migrations, .. } => migrations,
+            _ => 0,
+        };
+        Ok(Response::new(DeleteResponse { migrations_deleted }))
+    }
+
+    async fn set_suspend(
+        &self,
+        request: Request<SetSuspendRequest>,
+    ) -> Result<Response<SetSuspendResponse>, Status> {
+        let request = request.into_inner();
+        required("name", &request.name)?;
+        let namespace =
+            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
+        let schedule = ObjectKey::new(namespace, &request.name);
+        let response = self
+            .write(Command::SetSuspend { schedule, suspend: request.suspend, at: self.clock.now() })
+            .await?;
+        let changed = matches!(response, avocet_scheduler::Response::Suspended { changed: true });
+        Ok(Response::new(SetSuspendResponse { changed }))
+    }
+
+    async fn cancel_migration(
+        &self,
+        request: Request<CancelMigrationRequest>,
+    ) -> Result<Response<CancelMigrationResponse>, Status> {
+        let request = request.into_inner();
+        required("name", &request.name)?;
+        let namespace =
+            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
+        let migration = ObjectKey::new(namespace, &request.name);
+        self.write(Command::Cancel { migration, at: self.clock.now() }).await?;
+        Ok(Response::new(CancelMigrationResponse {}))
+    }
+
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let request = request.into_inner();
+        let events = self.read(|catalog| select_events(catalog, &request)).await?;
+        Ok(Response::new(ListEventsResponse { events }))
+    }
+
+    async fn watch_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let mut request = request.into_inner();
+        let (sender, receiver) = tokio::sync::mpsc::channel(256);
+        let node = Arc::clone(&self.node);
+        tokio::spawn(async move {
+            loop {
+                let events = node.read_local(|s| select_events(&s.0, &request));
+                for event in events {
+                    request.after_seq = event.seq;
+                    if sender.send(Ok(event)).await.is_err() {
+                        return; // the watcher went away
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(WATCH_POLL) => {}
+                    () = sender.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(EventStream(receiver)))
+    }
+}
+
+fn progress(message: Option<avocet_proto::api::Progress>) -> Progress {
+    let message = message.unwrap_or_default();
+    Progress {
+        bytes_done: message.bytes_done,
+        bytes_total: message.bytes_total,
+        objects_done: message.objects_done,
+        objects_total: message.objects_total,
+    }
+}
+
+fn stage(text: &str) -> Result<MigrationStage, Status> {
+    match text {
+        "" => Ok(MigrationStage::Initial),
+        "PreExecRule" => Ok(MigrationStage::PreExecRule),
+        "PostExecRule" => Ok(MigrationStage::PostExecRule),
+        "Volumes" => Ok(MigrationStage::Volumes),
+        "Applications" => Ok(MigrationStage::Applications),
+        other => Err(Status::invalid_argument(format!(
+            "stage: {other:?} is not a stage (\"\", PreExecRule, PostExecRule, Volumes, Applications)"
+        ))),
+    }
+}
+
+fn json_list<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<Vec<T>, Status> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_json::from_str(text)
+        .map_err(|error| Status::invalid_argument(format!("{field}: {error}")))
+}
+
+fn migration_key(namespace: &str, name: &str) -> Result<ObjectKey, Status> {
+    required("name", name)?;
+    required("namespace", namespace)?;
+    Ok(ObjectKey::new(namespace, name))
+}
+
+/// Serves the worker calls of one node.
+#[derive(Clone)]
+pub struct WorkersApi {
+    catalog: CatalogApi,
+}
+
+impl WorkersApi {
+    /// Returns the service of `node`.
+    pub fn new(catalog: CatalogApi) -> Self {
+        WorkersApi { catalog }
+    }
+}
+
+impl std::fmt::Debug for WorkersApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersApi").finish()
+    }
+}
+
+#[tonic::async_trait]
+impl WorkersService for WorkersApi {
+    async fn lease(
+        &self,
+        request: Request<LeaseRequest>,
+    ) -> Result<Response<LeaseResponse>, Status> {
+        let request = request.into_inner();
+        required("worker", &request.worker)?;
+        let at = self.catalog.clock.now();
+        let command =
+            Command::Lease { worker: request.worker, duration_ms: request.duration_ms, at };
+        match self.catalog.write(command).await? {
+            avocet_scheduler::Response::Leased { migration, token, expires_at } => {
+                Ok(Response::new(LeaseResponse {
+                    leased: true,
+                    namespace: migration.metadata.namespace.clone().unwrap_or_default(),
+                    name: migration.metadata.name.clone().unwrap_or_default(),
+                    migration_json: json(&migration)?,
+                    token,
+                    expires_at: rfc3339(expires_at),
+                }))
+            }
+            _ => Ok(Response::new(LeaseResponse::default())),
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let request = request.into_inner();
+        let migration = migration_key(&request.namespace, &request.name)?;
+        let at = self.catalog.clock.now();
+        let command = Command::Renew {
+            migration,
+            token: request.token,
+            duration_ms: request.duration_ms,
+            at,
+        };
+        self.catalog.write(command).await?;
+        Ok(Response::new(RenewResponse {}))
+    }
+
+    async fn report(
+        &self,
+        request: Request<ReportRequest>,
+    ) -> Result<Response<ReportResponse>, Status> {
+        let request = request.into_inner();
+        let migration = migration_key(&request.namespace, &request.name)?;
+        let command = Command::Report {
+            migration,
+            token: request.token,
+            stage: stage(&request.stage)?,
+            progress: progress(request.progress),
+            at: self.catalog.clock.now(),
+        };
+        self.catalog.write(command).await?;
+        Ok(Response::new(ReportResponse {}))
+    }
+
+    async fn complete(
+        &self,
+        request: Request<CompleteRequest>,
+    ) -> Result<Response<CompleteResponse>, Status> {
+        let request = request.into_inner();
+        let migration = migration_key(&request.namespace, &request.name)?;
+        let status = match request.status.as_str() {
+            "Successful" => MigrationStatusType::Successful,
+            "PartialSuccess" => MigrationStatusType::PartialSuccess,
+            "Failed" => MigrationStatusType::Failed,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "status: {other:?} is not Successful, PartialSuccess or Failed"
+                )));
+            }
+        };
+        let command = Command::Complete {
+            migration,
+            token: request.token,
+            outcome: Box::new(Outcome {
+                status,
+                reason: request.reason,
+                progress: progress(request.progress),
+                volumes: json_list("volumes_json", &request.volumes_json)?,
+                resources: json_list("resources_json", &request.resources_json)?,
+            }),
+            at: self.catalog.clock.now(),
+        };
+        self.catalog.write(command).await?;
+        Ok(Response::new(CompleteResponse {}))
+    }
+}
