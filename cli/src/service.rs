@@ -28,7 +28,7 @@ enum Command {
 struct ServeArgs {
     /// Reads settings from a YAML file (keys: id, listen, raftListen, raftAdvertise, peers,
     /// dataDir, bootstrap, adminToken, peerToken, workerToken, timezone, stageDeadline,
-    /// metricsListen); flags win over it.
+    /// metricsListen, tlsCert, tlsKey); flags win over it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Names this node (1 or more), unique in the group.
@@ -82,6 +82,12 @@ struct ServeArgs {
     /// Gives the instant the scaled clock starts from (tests).
     #[arg(long, hide = true, value_name = "RFC3339")]
     clock_epoch: Option<String>,
+    /// Serves the public API over TLS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// Gives the PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
     /// Writes logs as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -146,6 +152,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         clock_scale: args.clock_scale,
         clock_epoch: args.clock_epoch,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)

@@ -249,8 +249,7 @@ impl Catalog {
                 types.iter().map(|policy_type| self.cadence_name(schedule, *policy_type)).collect();
             let missing = types.is_empty();
             let policy_name = schedule.object.spec.schedule_policy_name.clone();
-            // Slots are whole seconds: the lane owes the slot of the second it began in.
-            let start = now.with_nanosecond(0).unwrap_or(now);
+            let start = now;
             if let Some(schedule) = self.data.schedules.get_mut(key) {
                 schedule.lanes.retain(|policy_type, _| types.contains(policy_type));
                 for (policy_type, cadence) in types.into_iter().zip(cadences) {
@@ -321,7 +320,9 @@ impl Catalog {
                 let uid = self.next_uid(index);
                 new_meta(&mut object.metadata, &uid, now, version);
                 object.status = Some(MigrationScheduleStatus::default());
-                let anchor = now.with_nanosecond(0).unwrap_or(now);
+                // The creation instant itself, so the first interval slot is due the moment the
+                // schedule exists (whole seconds would put it up to a second in the past).
+                let anchor = now;
                 let entry = ScheduleEntry {
                     object,
                     anchor,
@@ -534,7 +535,7 @@ impl Catalog {
     fn resumed(&mut self, key: &ObjectKey, now: DateTime<Utc>) {
         if let Some(entry) = self.data.schedules.get_mut(key) {
             for lane in entry.lanes.values_mut() {
-                lane.owed_from = now.with_nanosecond(0).unwrap_or(now);
+                lane.owed_from = now;
             }
         }
         self.push_event(
@@ -626,8 +627,9 @@ impl Catalog {
                     EventType::Normal,
                     "Buffered",
                     format!(
-                        "{policy_type} slot {slot} fired while migration ({}) runs; it starts \
+                        "{policy_type} slot {} fired while migration ({}) runs; it starts \
                          when that one ends",
+                        rfc3339(slot),
                         behind.name
                     ),
                     now,
@@ -652,9 +654,13 @@ impl Catalog {
                     EventType::Warning,
                     "Coalesced",
                     format!(
-                        "{} {policy_type} slot(s) from {} to {slot} coalesced into the {} slot {} \
+                        "{} {policy_type} slot(s) from {} to {} coalesced into the {} slot {} \
                          waiting to start",
-                        absorbed.count, absorbed.first, buffered.policy_type, buffered.slot
+                        absorbed.count,
+                        rfc3339(absorbed.first),
+                        rfc3339(slot),
+                        buffered.policy_type,
+                        rfc3339(buffered.slot)
                     ),
                     now,
                 );
@@ -668,7 +674,7 @@ impl Catalog {
         {
             let into = match &disposition {
                 Disposition::Started { .. } => format!("scheduled migration ({})", migration.name),
-                _ => format!("the {policy_type} slot {slot}"),
+                _ => format!("the {policy_type} slot {}", rfc3339(slot)),
             };
             self.push_event(
                 Kind::MigrationSchedule,
@@ -677,7 +683,9 @@ impl Catalog {
                 "Coalesced",
                 format!(
                     "{} missed {policy_type} slot(s) from {} to {} coalesced into {into}",
-                    coalesced.count, coalesced.first, coalesced.last
+                    coalesced.count,
+                    rfc3339(coalesced.first),
+                    rfc3339(coalesced.last)
                 ),
                 now,
             );
@@ -691,8 +699,9 @@ impl Catalog {
                 EventType::Warning,
                 "FiredLate",
                 format!(
-                    "Scheduled migration ({}) for slot {slot} fired {late} s late",
-                    migration.name
+                    "Scheduled migration ({}) for slot {} fired {late} s late",
+                    migration.name,
+                    rfc3339(slot)
                 ),
                 now,
             );
@@ -785,7 +794,7 @@ impl Catalog {
             format!(
                 "Scheduled migration ({name}) created for the {} slot {} ({}.{:03} s after it was due)",
                 fire.policy_type,
-                fire.slot,
+                rfc3339(fire.slot),
                 late / 1000,
                 late % 1000
             ),

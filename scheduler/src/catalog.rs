@@ -209,7 +209,7 @@ pub struct BufferedFire {
 pub struct ScheduleEntry {
     /// Holds the object, metadata stamped; `status.items` is maintained by `apply`.
     pub object: MigrationSchedule,
-    /// Gives the instant interval slots count from (creation, whole seconds).
+    /// Gives the instant interval slots count from (the creation instant).
     pub anchor: DateTime<Utc>,
     /// Holds one lane per policy type the resolved policy sets.
     pub lanes: BTreeMap<PolicyType, Lane>,

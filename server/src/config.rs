@@ -76,6 +76,10 @@ pub struct ServeFlags {
     pub clock_scale: Option<f64>,
     /// Gives `--clock-epoch` (hidden).
     pub clock_epoch: Option<String>,
+    /// Gives `--tls-cert` (PEM certificate chain of the public API).
+    pub tls_cert: Option<PathBuf>,
+    /// Gives `--tls-key` (PEM private key of the public API).
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -108,6 +112,10 @@ pub struct ConfigFile {
     pub stage_deadline: Option<String>,
     /// Gives `metricsListen`.
     pub metrics_listen: Option<String>,
+    /// Gives `tlsCert`.
+    pub tls_cert: Option<PathBuf>,
+    /// Gives `tlsKey`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -165,6 +173,24 @@ pub struct ServeConfig {
     pub clock_scale: f64,
     /// Gives the scaled clock's epoch.
     pub clock_epoch: Option<chrono::DateTime<chrono::Utc>>,
+    /// Holds the public API's PEM certificate chain and key when it serves TLS.
+    pub tls: Option<TlsFiles>,
+}
+
+/// Holds a PEM certificate chain and private key, read at start-up.
+#[derive(Clone)]
+pub struct TlsFiles {
+    /// Holds the certificate chain.
+    pub cert: Vec<u8>,
+    /// Holds the private key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles").field("cert_bytes", &self.cert.len()).finish_non_exhaustive()
+    }
 }
 
 /// Parses a duration like `6h`, `90m`, `45s` or `1h30m`.
@@ -428,7 +454,36 @@ impl ServeConfig {
                 "is required with --clock-scale: every node must scale from the same instant",
             ));
         }
+        let cert_label = label("--tls-cert", "tlsCert", flags.tls_cert.is_some(), path);
+        let key_label = label("--tls-key", "tlsKey", flags.tls_key.is_some(), path);
+        let tls = match (flags.tls_cert.or(file.tls_cert), flags.tls_key.or(file.tls_key)) {
+            (None, None) => None,
+            (Some(_), None) => return Err(error(&key_label, "is required with --tls-cert")),
+            (None, Some(_)) => return Err(error(&cert_label, "is required with --tls-key")),
+            (Some(cert), Some(key)) => {
+                let read = |setting: &str, file: &Path| {
+                    std::fs::read(file)
+                        .map_err(|e| error(setting, format!("cannot read {}: {e}", file.display())))
+                };
+                let files =
+                    TlsFiles { cert: read(&cert_label, &cert)?, key: read(&key_label, &key)? };
+                if !String::from_utf8_lossy(&files.cert).contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(error(
+                        &cert_label,
+                        format!("{} holds no PEM certificate", cert.display()),
+                    ));
+                }
+                if !String::from_utf8_lossy(&files.key).contains("PRIVATE KEY-----") {
+                    return Err(error(
+                        &key_label,
+                        format!("{} holds no PEM private key", key.display()),
+                    ));
+                }
+                Some(files)
+            }
+        };
         Ok(ServeConfig {
+            tls,
             worker_token,
             timezone,
             stage_deadline,

@@ -16,6 +16,7 @@
 pub mod api;
 pub mod catalog_api;
 pub mod config;
+pub mod dispatch;
 pub mod leader;
 pub mod machine;
 pub mod metrics;

@@ -31,7 +31,12 @@ pub struct Metrics {
     lag_buckets: [AtomicU64; LAG_BUCKETS.len() + 1],
     /// Sums fire lags in microseconds.
     lag_sum_micros: AtomicU64,
+    /// Keeps the most recent fire lags, for the quantiles.
+    recent_lags: std::sync::Mutex<std::collections::VecDeque<f64>>,
 }
+
+/// Bounds the fire lags kept for quantiles.
+const RECENT_LAGS: usize = 10_000;
 
 impl Metrics {
     /// Records one fire's lag (scheduled time to commit, in the group's clock).
@@ -42,6 +47,28 @@ impl Metrics {
         let micros = (seconds.max(0.0) * 1e6).min(1e15);
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped just above
         self.lag_sum_micros.fetch_add(micros as u64, Ordering::Relaxed);
+        let mut recent = self.recent_lags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if recent.len() == RECENT_LAGS {
+            recent.pop_front();
+        }
+        recent.push_back(seconds);
+    }
+
+    /// Returns the p50, p90 and p99 of the recent fire lags, in seconds.
+    pub fn lag_quantiles(&self) -> Option<[f64; 3]> {
+        let mut lags: Vec<f64> = self
+            .recent_lags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .copied()
+            .collect();
+        if lags.is_empty() {
+            return None;
+        }
+        lags.sort_by(f64::total_cmp);
+        let at = |q: usize| lags[((lags.len() - 1) * q + 50) / 100];
+        Some([at(50), at(90), at(99)])
     }
 
     /// Writes the Prometheus text exposition of the counters and of `catalog` at `now`.
@@ -96,6 +123,18 @@ impl Metrics {
             "avocet_fire_lag_seconds_sum {sum}\navocet_fire_lag_seconds_count {cumulative}"
         );
 
+        if let Some([p50, p90, p99]) = self.lag_quantiles() {
+            let count =
+                self.recent_lags.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len();
+            let _ = writeln!(
+                out,
+                "# HELP avocet_fire_lag_recent_seconds Fire lag quantiles over the last {RECENT_LAGS} fires.\n# TYPE avocet_fire_lag_recent_seconds summary"
+            );
+            let _ = writeln!(
+                out,
+                "avocet_fire_lag_recent_seconds{{quantile=\"0.5\"}} {p50}\navocet_fire_lag_recent_seconds{{quantile=\"0.9\"}} {p90}\navocet_fire_lag_recent_seconds{{quantile=\"0.99\"}} {p99}\navocet_fire_lag_recent_seconds_count {count}"
+            );
+        }
         let mut by_status: BTreeMap<&str, u64> = BTreeMap::new();
         for status in ["Pending", "InProgress", "Failed", "PartialSuccess", "Successful"] {
             by_status.insert(status, 0);

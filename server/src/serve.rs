@@ -162,9 +162,16 @@ pub async fn serve(
         WorkersServer::new(WorkersApi::new(catalog)),
         bearer_check_any(&worker_tokens),
     );
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert, &tls.key);
+        builder = builder
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(ServeError::Api)?;
+    }
     let (stop_api, api_stopped) = tokio::sync::oneshot::channel::<()>();
     let api_task = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .add_service(cluster_api)
             .add_service(catalog_api)
             .add_service(workers_api)
@@ -180,6 +187,7 @@ pub async fn serve(
         api = %config.listen,
         raft = %config.raft_advertise,
         metrics = %config.metrics_listen,
+        tls = config.tls.is_some(),
         group = ?node.group(),
         "avocet serve is up"
     );

@@ -4,7 +4,10 @@
 //! and with client batching (64 commands per request, committed as one entry); then leader
 //! failover time (SIGKILL of the leader's process → the next write committed) over 20 kills.
 //!
-//! Run: `cargo run --release -p avocet-benches --bin raft_bench [-- --quick] [--only writes|failover]`.
+//! Last, fire lag: 1,000 one-minute interval schedules on three processes, due slot → fire
+//! committed, p50/p90/p99 from the leader's metrics.
+//!
+//! Run: `cargo run --release -p avocet-benches --bin raft_bench [-- --quick] [--only writes|failover|firelag]`.
 
 // A bench reads the clock to measure; setup failures are bugs in the bench itself.
 #![allow(
@@ -142,7 +145,9 @@ async fn throughput(quick: bool) {
 
 /// Runs one node as a child process (the `node` mode of this binary), like `avocet serve`.
 fn run_node(args: &[String]) {
-    let [id, listen, raft, peers, dir] = args else { panic!("node ID LISTEN RAFT PEERS DIR") };
+    let [id, listen, raft, peers, dir, metrics] = args else {
+        panic!("node ID LISTEN RAFT PEERS DIR METRICS")
+    };
     let config = avocet_server::ServeConfig::resolve(avocet_server::ServeFlags {
         id: Some(id.parse().unwrap()),
         listen: Some(listen.clone()),
@@ -152,6 +157,7 @@ fn run_node(args: &[String]) {
         bootstrap: id == "1",
         admin_token: Some(ADMIN_TOKEN.into()),
         peer_token: Some(PEER_TOKEN.into()),
+        metrics_listen: Some(metrics.clone()),
         ..Default::default()
     })
     .unwrap();
@@ -162,6 +168,7 @@ fn run_node(args: &[String]) {
 
 struct Process {
     api: String,
+    metrics: String,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -233,27 +240,30 @@ async fn barrier_anywhere(processes: &[Process]) -> bool {
     committed
 }
 
-async fn failover(kills: usize) {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts three `node` child processes (this binary) in `dir`, node 1 bootstrapping.
+fn start_processes(dir: &std::path::Path) -> Vec<Process> {
     let port = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
-    let addresses: Vec<(String, String)> = (0..3).map(|_| (port(), port())).collect();
+    let addresses: Vec<(String, String, String)> =
+        (0..3).map(|_| (port(), port(), port())).collect();
     let peers: String = addresses
         .iter()
         .enumerate()
-        .map(|(i, (_, raft))| format!("{}={raft}", i + 1))
+        .map(|(i, (_, raft, _))| format!("{}={raft}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
     let mut processes: Vec<Process> = addresses
         .iter()
         .enumerate()
-        .map(|(i, (api, raft))| Process {
+        .map(|(i, (api, raft, metrics))| Process {
             api: api.clone(),
+            metrics: metrics.clone(),
             args: vec![
                 (i + 1).to_string(),
                 api.clone(),
                 raft.clone(),
                 peers.clone(),
-                dir.path().join(format!("node-{}", i + 1)).display().to_string(),
+                dir.join(format!("node-{}", i + 1)).display().to_string(),
+                metrics.clone(),
             ],
             child: None,
         })
@@ -261,6 +271,94 @@ async fn failover(kills: usize) {
     for process in &mut processes {
         process.spawn();
     }
+    processes
+}
+
+/// Waits for a leader that commits a write; returns it.
+async fn settled(processes: &[Process]) -> u64 {
+    for _ in 0..300 {
+        if barrier_anywhere(processes).await
+            && let Some(leader) = leader_of(processes).await
+        {
+            return leader;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the group does not settle")
+}
+
+/// Returns a node's `/metrics` text.
+async fn scrape(address: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+}
+
+/// Fire lag on a 3-node group: `schedules` interval schedules of one minute, created in ten
+/// groups a few seconds apart, fire for `minutes`; the leader's recent-lag quantiles are read
+/// from its `/metrics` (due slot → fire committed, leader's clock).
+async fn fire_lag(schedules: usize, minutes: u64) {
+    use avocet_proto::api::ApplyRequest;
+    use avocet_proto::api::catalog_client::CatalogClient;
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = start_processes(dir.path());
+    let leader = settled(&processes).await;
+    let api = processes[usize::try_from(leader).unwrap() - 1].api.clone();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{api}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut catalog = CatalogClient::new(channel);
+    let policy = "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: SchedulePolicy\nmetadata: {name: every-minute}\npolicy: {interval: {intervalMinutes: 1}}\n";
+    catalog
+        .apply(authorized(ApplyRequest { text: policy.into(), ..Default::default() }))
+        .await
+        .unwrap();
+    let groups = 10;
+    for group in 0..groups {
+        let text: Vec<String> = (0..schedules / groups)
+            .map(|i| format!(
+                "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: MigrationSchedule\nmetadata: {{name: s{group}-{i}, namespace: bench}}\nspec: {{schedulePolicyName: every-minute, template: {{spec: {{clusterPair: remote, namespaces: [bench]}}}}}}\n"
+            ))
+            .collect();
+        catalog
+            .apply(authorized(ApplyRequest { text: text.join("---\n"), ..Default::default() }))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(4_700)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(minutes * 60)).await;
+    let text = scrape(&processes[usize::try_from(leader).unwrap() - 1].metrics).await;
+    let fires = metric(&text, "avocet_fires_total").unwrap_or_default();
+    let p50 = metric(&text, "avocet_fire_lag_recent_seconds{quantile=\"0.5\"}").unwrap_or(f64::NAN);
+    let p90 = metric(&text, "avocet_fire_lag_recent_seconds{quantile=\"0.9\"}").unwrap_or(f64::NAN);
+    let p99 =
+        metric(&text, "avocet_fire_lag_recent_seconds{quantile=\"0.99\"}").unwrap_or(f64::NAN);
+    println!(
+        "Fire lag (3 processes, {schedules} one-minute interval schedules in {groups} slot groups, {minutes} min; due slot -> fire committed on the leader): {fires} fires, p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms",
+        p50 * 1000.0,
+        p90 * 1000.0,
+        p99 * 1000.0
+    );
+    for process in &mut processes {
+        if let Some(mut child) = process.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+async fn failover(kills: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut processes = start_processes(dir.path());
     let mut gaps = Vec::new();
     let mut elections = Vec::new();
     for _ in 0..kills {
@@ -339,11 +437,14 @@ fn main() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let only = args.iter().position(|arg| arg == "--only").and_then(|i| args.get(i + 1)).cloned();
     runtime.block_on(async {
-        if only.as_deref() != Some("failover") {
+        if only.as_deref().is_none_or(|only| only == "writes") {
             throughput(quick).await;
         }
-        if only.as_deref() != Some("writes") {
+        if only.as_deref().is_none_or(|only| only == "failover") {
             failover(if quick { 5 } else { 20 }).await;
+        }
+        if only.as_deref().is_none_or(|only| only == "firelag") {
+            fire_lag(if quick { 100 } else { 1000 }, if quick { 1 } else { 2 }).await;
         }
     });
 }

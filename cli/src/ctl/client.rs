@@ -45,11 +45,27 @@ impl TokenInterceptor {
 
 /// Connects to the server named by `--server` and prepares the token.
 pub(super) async fn channel(server: &ServerArgs) -> anyhow::Result<(Channel, TokenInterceptor)> {
-    let endpoint = Endpoint::from_shared(server.server.clone())
+    let mut endpoint = Endpoint::from_shared(server.server.clone())
         .map_err(|_| {
             anyhow::anyhow!("--server: {:?} is not a URL like http://127.0.0.1:9001", server.server)
         })?
         .connect_timeout(CONNECT_TIMEOUT);
+    if server.server.starts_with("https://") {
+        let Some(file) = &server.ca_file else {
+            anyhow::bail!(
+                "--ca-file: is required for {} (https): give the PEM certificate authority that signed the server's certificate",
+                server.server
+            );
+        };
+        let pem = std::fs::read(file).map_err(|error| {
+            anyhow::anyhow!("--ca-file: cannot read {}: {error}", file.display())
+        })?;
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|error| {
+            anyhow::anyhow!("--ca-file: {}", avocet_server::error_chain(&error))
+        })?;
+    }
     let channel = endpoint.connect().await.map_err(|error| {
         anyhow::anyhow!(
             "cannot reach the Avocet server at {} (--server or AVOCET_SERVER): {}",

@@ -41,6 +41,9 @@ struct ServerArgs {
     /// Presents TOKEN as the bearer token.
     #[arg(long, global = true, env = "AVOCET_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     token: Option<String>,
+    /// Trusts the PEM certificate authority in FILE for an https:// --server.
+    #[arg(long, global = true, env = "AVOCET_CA_FILE", value_name = "FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
