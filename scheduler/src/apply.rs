@@ -171,6 +171,49 @@ impl Catalog {
                 }
                 Ok(Response::Put { key, uid, created, changed })
             }
+            CatalogObject::Rule(mut rule) => {
+                let existing = self.data.rules.get(&key);
+                let (uid, created, changed) = match existing {
+                    Some(old) => {
+                        let changed = old.rules != rule.rules
+                            || old.metadata.labels != rule.metadata.labels
+                            || old.metadata.annotations != rule.metadata.annotations;
+                        carry_meta(&mut rule.metadata, &old.metadata, changed, &version);
+                        (old.metadata.uid.clone().unwrap_or_default(), false, changed)
+                    }
+                    None => {
+                        let uid = self.next_uid(index);
+                        new_meta(&mut rule.metadata, &uid, now, &version);
+                        (uid, true, true)
+                    }
+                };
+                if changed {
+                    self.data.rules.insert(key.clone(), rule);
+                }
+                Ok(Response::Put { key, uid, created, changed })
+            }
+            CatalogObject::ApplicationRegistration(mut registration) => {
+                let key = ObjectKey::cluster(&key.name);
+                let existing = self.data.registrations.get(&key);
+                let (uid, created, changed) = match existing {
+                    Some(old) => {
+                        let changed = old.resources != registration.resources
+                            || old.metadata.labels != registration.metadata.labels
+                            || old.metadata.annotations != registration.metadata.annotations;
+                        carry_meta(&mut registration.metadata, &old.metadata, changed, &version);
+                        (old.metadata.uid.clone().unwrap_or_default(), false, changed)
+                    }
+                    None => {
+                        let uid = self.next_uid(index);
+                        new_meta(&mut registration.metadata, &uid, now, &version);
+                        (uid, true, true)
+                    }
+                };
+                if changed {
+                    self.data.registrations.insert(key.clone(), registration);
+                }
+                Ok(Response::Put { key, uid, created, changed })
+            }
             CatalogObject::SchedulePolicy(policy) => {
                 self.put_policy(index, key, PolicyObject::Cluster(policy), now, &version)
             }
@@ -467,7 +510,15 @@ impl Catalog {
                 }
                 Ok(Response::Deleted { key: key.clone(), migrations: 1 })
             }
-            Kind::ApplicationRegistration | Kind::Rule => Err(not_found()),
+            Kind::Rule => {
+                self.data.rules.remove(key).ok_or_else(not_found)?;
+                Ok(Response::Deleted { key: key.clone(), migrations: 0 })
+            }
+            Kind::ApplicationRegistration => {
+                let key = ObjectKey::cluster(&key.name);
+                self.data.registrations.remove(&key).ok_or_else(not_found)?;
+                Ok(Response::Deleted { key, migrations: 0 })
+            }
         }
     }
 

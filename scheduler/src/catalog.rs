@@ -357,6 +357,12 @@ pub struct CatalogData {
     pub policies: BTreeMap<ObjectKey, PolicyEntry>,
     /// Holds ClusterPairs.
     pub cluster_pairs: BTreeMap<ObjectKey, ClusterPair>,
+    /// Holds Rules.
+    #[serde(default)]
+    pub rules: BTreeMap<ObjectKey, avocet_types::Rule>,
+    /// Holds ApplicationRegistrations (cluster-scoped: empty namespace).
+    #[serde(default)]
+    pub registrations: BTreeMap<ObjectKey, avocet_types::ApplicationRegistration>,
     /// Holds MigrationSchedules.
     pub schedules: BTreeMap<ObjectKey, ScheduleEntry>,
     /// Holds Migrations, scheduled and one-off.
@@ -524,6 +530,28 @@ impl Catalog {
     /// Returns the ClusterPair at `key`.
     pub fn cluster_pair(&self, key: &ObjectKey) -> Option<&ClusterPair> {
         self.data.cluster_pairs.get(key)
+    }
+
+    /// Returns the Rule at `key`.
+    pub fn rule(&self, key: &ObjectKey) -> Option<&avocet_types::Rule> {
+        self.data.rules.get(key)
+    }
+
+    /// Returns every Rule.
+    pub fn rules(&self) -> impl Iterator<Item = (&ObjectKey, &avocet_types::Rule)> {
+        self.data.rules.iter()
+    }
+
+    /// Returns the ApplicationRegistration named `name`.
+    pub fn registration(&self, name: &str) -> Option<&avocet_types::ApplicationRegistration> {
+        self.data.registrations.get(&ObjectKey::cluster(name))
+    }
+
+    /// Returns every ApplicationRegistration.
+    pub fn registrations(
+        &self,
+    ) -> impl Iterator<Item = (&ObjectKey, &avocet_types::ApplicationRegistration)> {
+        self.data.registrations.iter()
     }
 
     /// Returns every ClusterPair.

@@ -33,6 +33,10 @@ pub enum CatalogObject {
     MigrationSchedule(MigrationSchedule),
     /// A one-off Migration.
     Migration(Migration),
+    /// A Rule (kept for the workers' pre- and post-exec hooks).
+    Rule(avocet_types::Rule),
+    /// An ApplicationRegistration (kept for resource collection).
+    ApplicationRegistration(avocet_types::ApplicationRegistration),
 }
 
 impl CatalogObject {
@@ -44,6 +48,8 @@ impl CatalogObject {
             CatalogObject::NamespacedSchedulePolicy(_) => Kind::NamespacedSchedulePolicy,
             CatalogObject::MigrationSchedule(_) => Kind::MigrationSchedule,
             CatalogObject::Migration(_) => Kind::Migration,
+            CatalogObject::Rule(_) => Kind::Rule,
+            CatalogObject::ApplicationRegistration(_) => Kind::ApplicationRegistration,
         }
     }
 
@@ -55,6 +61,8 @@ impl CatalogObject {
             CatalogObject::NamespacedSchedulePolicy(object) => &object.metadata,
             CatalogObject::MigrationSchedule(object) => &object.metadata,
             CatalogObject::Migration(object) => &object.metadata,
+            CatalogObject::Rule(object) => &object.metadata,
+            CatalogObject::ApplicationRegistration(object) => &object.metadata,
         };
         ObjectKey::new(
             metadata.namespace.clone().unwrap_or_default(),
@@ -63,8 +71,8 @@ impl CatalogObject {
     }
 
     /// Returns the catalog object of a validated document, with its namespace set (objects of
-    /// namespaced kinds without one land in `default_namespace`, as with `kubectl apply`), or
-    /// the kind's name when the catalog does not store that kind.
+    /// namespaced kinds without one land in `default_namespace`, as with `kubectl apply`); the
+    /// error names a kind the catalog does not store (none today).
     pub fn from_stork(object: StorkObject, default_namespace: &str) -> Result<Self, Kind> {
         fn place(
             metadata: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -95,7 +103,14 @@ impl CatalogObject {
                 place(&mut object.metadata, default_namespace);
                 CatalogObject::Migration(object)
             }
-            other => return Err(other.kind()),
+            StorkObject::Rule(mut object) => {
+                place(&mut object.metadata, default_namespace);
+                CatalogObject::Rule(object)
+            }
+            StorkObject::ApplicationRegistration(mut object) => {
+                object.metadata.namespace = None;
+                CatalogObject::ApplicationRegistration(object)
+            }
         })
     }
 }

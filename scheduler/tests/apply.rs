@@ -587,3 +587,41 @@ spec: {clusterPair: remotecluster, namespaces: [mysql]}
     let again = h.apply(Command::Cancel { migration: key("once"), at: start });
     assert!(matches!(again, Response::Rejected(Rejection::Ended { .. })));
 }
+
+#[test]
+fn rules_and_application_registrations_are_kept_updated_and_deleted() {
+    let mut h = Harness::new();
+    let start = t("2026-03-08T10:00:00Z");
+    let rule = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: Rule
+metadata: {name: mysql-pre, namespace: mysql}
+rules:
+- podSelector: {app: mysql}
+  actions:
+  - {type: command, value: mysql -e 'flush tables'}
+";
+    let registration = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: ApplicationRegistration
+metadata: {name: cassandra}
+resources:
+- {group: cassandra.datastax.com, version: v1beta1, kind: CassandraDatacenter, keepStatus: false,
+   suspendOptions: {path: spec.stopped, type: bool}}
+";
+    assert!(matches!(h.put(rule, start), Response::Put { created: true, .. }));
+    assert!(matches!(h.put(rule, start), Response::Put { created: false, changed: false, .. }));
+    assert!(matches!(h.put(registration, start), Response::Put { created: true, .. }));
+    let kept = h.catalog.rule(&key("mysql-pre")).unwrap();
+    assert_eq!(kept.metadata.uid.as_deref().map(str::len), Some(36));
+    assert_eq!(
+        h.catalog.registration("cassandra").unwrap().resources[0].kind,
+        "CassandraDatacenter"
+    );
+    let deleted = h.apply(Command::Delete { kind: Kind::Rule, key: key("mysql-pre"), at: start });
+    assert!(matches!(deleted, Response::Deleted { .. }));
+    let again = h.apply(Command::Delete { kind: Kind::Rule, key: key("mysql-pre"), at: start });
+    assert!(matches!(again, Response::Rejected(Rejection::NotFound { .. })), "{again:?}");
+    let json = serde_json::to_string(&h.catalog).unwrap();
+    assert_eq!(serde_json::from_str::<Catalog>(&json).unwrap(), h.catalog);
+}

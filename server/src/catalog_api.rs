@@ -59,7 +59,8 @@ pub fn parse_kind(text: &str) -> Result<Kind, Status> {
         .ok_or_else(|| {
             Status::invalid_argument(format!(
                 "kind: {text:?} is not a kind Avocet stores (clusterpair, schedulepolicy, \
-                 namespacedschedulepolicy, migrationschedule, migration)"
+                 namespacedschedulepolicy, migrationschedule, migration, rule, \
+                 applicationregistration)"
             ))
         })
 }
@@ -93,7 +94,8 @@ fn object_json(catalog: &Catalog, kind: Kind, key: &ObjectKey) -> Result<Option<
         },
         Kind::MigrationSchedule => catalog.schedule(key).map(|e| json(&e.object)).transpose()?,
         Kind::Migration => catalog.migration(key).map(|e| json(&e.object)).transpose()?,
-        Kind::ApplicationRegistration | Kind::Rule => None,
+        Kind::Rule => catalog.rule(key).map(json).transpose()?,
+        Kind::ApplicationRegistration => catalog.registration(&key.name).map(json).transpose()?,
     })
 }
 
@@ -119,7 +121,8 @@ fn keys_of(catalog: &Catalog, kind: Kind, namespace: Option<&str>) -> Vec<Object
         Kind::Migration => {
             catalog.migrations().map(|(k, _)| k).filter(|k| matches(k)).cloned().collect()
         }
-        Kind::ApplicationRegistration | Kind::Rule => Vec::new(),
+        Kind::Rule => catalog.rules().map(|(k, _)| k).filter(|k| matches(k)).cloned().collect(),
+        Kind::ApplicationRegistration => catalog.registrations().map(|(k, _)| k).cloned().collect(),
     }
 }
 

@@ -73,7 +73,8 @@ fn kind_of(text: &str) -> anyhow::Result<Kind> {
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "{text:?} is not a kind avocetctl knows (clusterpair, schedulepolicy, \
-                 namespacedschedulepolicy, migrationschedule, migration)"
+                 namespacedschedulepolicy, migrationschedule, migration, rule, \
+                 applicationregistration)"
             )
         })
 }
@@ -226,7 +227,10 @@ fn table(kind: Kind, objects: &[Value], all_namespaces: bool) -> anyhow::Result<
             "ELAPSED",
             "TOTAL BYTES TRANSFERRED",
         ],
-        Kind::ApplicationRegistration | Kind::Rule => &["NAME"],
+        Kind::ApplicationRegistration => {
+            &["NAME", "KIND", "CRD-NAME", "VERSION", "SUSPEND-OPTIONS", "KEEP-STATUS"]
+        }
+        Kind::Rule => &["NAME"],
     };
     let mut columns: Vec<&str> = Vec::new();
     if all_namespaces && kind.scope() == avocet_types::meta::Scope::Namespaced {
@@ -362,7 +366,34 @@ fn table(kind: Kind, objects: &[Value], all_namespaces: bool) -> anyhow::Result<
                     bytes,
                 ]);
             }
-            Kind::ApplicationRegistration | Kind::Rule => {}
+            Kind::ApplicationRegistration => {
+                // One row per registered resource, as storkctl prints them.
+                let registration: avocet_types::ApplicationRegistration =
+                    serde_json::from_value(object.clone())?;
+                let prefix = row.clone();
+                for (i, resource) in registration.resources.iter().enumerate() {
+                    let mut cells =
+                        if i == 0 { prefix.clone() } else { vec![String::new(); prefix.len()] };
+                    let options = &resource.suspend_options;
+                    let suspend = if options.path.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{},{}", options.path, options.value_type)
+                    };
+                    cells.extend([
+                        resource.kind.clone(),
+                        format!("{}s.{}", resource.kind.to_ascii_lowercase(), resource.group),
+                        resource.version.clone(),
+                        suspend,
+                        resource.keep_status.to_string(),
+                    ]);
+                    table.row(cells);
+                }
+                if !registration.resources.is_empty() {
+                    continue;
+                }
+            }
+            Kind::Rule => {}
         }
         table.row(row);
     }
