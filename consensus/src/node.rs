@@ -92,6 +92,8 @@ pub struct NodeConfig {
     pub entries_kept: u64,
     /// Blocks links, for fault-injection tests.
     pub links: LinkControl,
+    /// Rewrites each batch on the leader before it is appended (see [`crate::types::Prepare`]).
+    pub prepare: Option<crate::types::Prepare>,
 }
 
 impl NodeConfig {
@@ -108,6 +110,7 @@ impl NodeConfig {
             snapshot_entries: 5_000,
             entries_kept: 1_000,
             links: LinkControl::default(),
+            prepare: None,
         }
     }
 }
@@ -226,6 +229,7 @@ pub struct RaftNode<S: StateMachine> {
     server: std::sync::Mutex<Option<PeerServer>>,
     quiet_start: JoinHandle<()>,
     read_barrier_term: AtomicU64,
+    prepare: Option<crate::types::Prepare>,
 }
 
 /// Holds the running peer service: its stop switch and its task.
@@ -421,7 +425,8 @@ impl<S: StateMachine> RaftNode<S> {
             return Err(error);
         }
         let service =
-            RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone());
+            RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone())
+                .with_prepare(config.prepare.clone());
         let heard_leader = service.heard_leader();
         let service = service.into_server(context.token.clone());
         let (server_stop, stopped) = oneshot::channel::<()>();
@@ -449,6 +454,7 @@ impl<S: StateMachine> RaftNode<S> {
             server: std::sync::Mutex::new(Some(PeerServer { stop: server_stop, task: server })),
             quiet_start,
             read_barrier_term: AtomicU64::new(0),
+            prepare: config.prepare.clone(),
         })
     }
 
@@ -501,7 +507,7 @@ impl<S: StateMachine> RaftNode<S> {
                 Some(leader) if leader == self.id => {
                     match tokio::time::timeout(
                         RPC_TIMEOUT,
-                        execute(&self.raft, self.id, forward.clone()),
+                        execute(&self.raft, self.id, forward.clone(), self.prepare.as_ref()),
                     )
                     .await
                     {

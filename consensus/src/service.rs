@@ -101,11 +101,16 @@ pub(crate) async fn execute(
     raft: &Raft,
     me: NodeId,
     forward: Forward,
+    prepare: Option<&crate::types::Prepare>,
 ) -> Result<Forwarded, ForwardError> {
     let membership_only =
         |log_id| Forwarded::Committed { log_id, response: crate::types::Response::default() };
     match forward {
         Forward::Write(command) => {
+            let command = match prepare {
+                Some(prepare) => (prepare.0)(command),
+                None => command,
+            };
             let written = raft.client_write(command).await.map_err(client_write_error)?;
             Ok(Forwarded::Committed { log_id: written.log_id, response: written.data })
         }
@@ -202,6 +207,7 @@ pub struct RaftService {
     group: GroupCell,
     data_dir: Arc<PathBuf>,
     heard_leader: Arc<tokio::sync::Notify>,
+    prepare: Option<crate::types::Prepare>,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -228,7 +234,14 @@ impl RaftService {
             group,
             data_dir: Arc::new(data_dir),
             heard_leader: Arc::new(tokio::sync::Notify::new()),
+            prepare: None,
         }
+    }
+
+    /// Returns the service with a leader-side rewrite of written batches.
+    pub fn with_prepare(mut self, prepare: Option<crate::types::Prepare>) -> RaftService {
+        self.prepare = prepare;
+        self
     }
 
     /// Returns a signal raised each time a leader's AppendEntries arrives.
@@ -357,11 +370,14 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let forward: Forward = self.admit(request.get_ref(), Admit::SameGroup)?;
-        let result = tokio::time::timeout(RPC_TIMEOUT, execute(&self.raft, self.me, forward))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ForwardError::Stopping("the leader did not commit in time".to_owned()))
-            });
+        let result = tokio::time::timeout(
+            RPC_TIMEOUT,
+            execute(&self.raft, self.me, forward, self.prepare.as_ref()),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(ForwardError::Stopping("the leader did not commit in time".to_owned()))
+        });
         Ok(self.reply(&result))
     }
 

@@ -17,6 +17,18 @@ pub type NodeId = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Command(#[serde(with = "base64_bytes")] pub Vec<u8>);
 
+/// Rewrites a batch of commands on the leader just before it is appended to the log (never on
+/// followers, never on replay): the place for leader-only data such as the leader's clock
+/// reading, so that a command forwarded from another node carries the leader's time.
+#[derive(Clone)]
+pub struct Prepare(pub std::sync::Arc<dyn Fn(Command) -> Command + Send + Sync>);
+
+impl std::fmt::Debug for Prepare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepare(..)")
+    }
+}
+
 /// Holds the application's answer to a command, as bytes it encoded.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Response(#[serde(with = "base64_bytes")] pub Vec<u8>);

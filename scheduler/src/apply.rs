@@ -53,6 +53,21 @@ const COALESCE_COUNT_MAX: u64 = 100_000;
 /// Gives the shortest lease `apply` grants, so that a lease never lapses in its own entry.
 const LEASE_MIN_MS: u64 = 1_000;
 
+/// Gives the longest lease `apply` grants: a day of the group's clock.
+pub const LEASE_MAX_MS: u64 = 24 * 60 * 60 * 1_000;
+
+fn check_lease_ms(duration_ms: u64) -> Result<(), Rejection> {
+    if (LEASE_MIN_MS..=LEASE_MAX_MS).contains(&duration_ms) {
+        Ok(())
+    } else {
+        Err(Rejection::Invalid {
+            message: format!(
+                "duration_ms: {duration_ms} is not a lease length from {LEASE_MIN_MS} to {LEASE_MAX_MS} ms"
+            ),
+        })
+    }
+}
+
 impl Catalog {
     /// Applies a committed command at log index `index` and answers it.
     pub fn apply(&mut self, index: u64, command: Command) -> Response {
@@ -63,7 +78,6 @@ impl Catalog {
             Some(clock) if clock > at => clock,
             _ => at,
         };
-        self.data.clock = Some(now);
         let result = match command {
             Command::Configure { settings, .. } => self.configure(settings, now),
             Command::Put { object, .. } => self.put(index, *object, now),
@@ -90,7 +104,16 @@ impl Catalog {
             }
             Command::Timeout { migration, stage, at } => self.timeout(&migration, stage, at, now),
         };
-        result.unwrap_or_else(Response::Rejected)
+        match result {
+            // Only a command that changed something moves the group's record clock.
+            Ok(response) => {
+                if !matches!(response, Response::Duplicate { .. } | Response::NoWork) {
+                    self.data.clock = Some(now);
+                }
+                response
+            }
+            Err(rejection) => Response::Rejected(rejection),
+        }
     }
 
     fn configure(
@@ -106,9 +129,16 @@ impl Catalog {
                 ),
             });
         }
-        if settings.stage_deadline_seconds == 0 || settings.max_attempts == 0 {
+        if settings.stage_deadline_seconds == 0
+            || settings.stage_deadline_seconds > crate::catalog::STAGE_DEADLINE_MAX_SECONDS
+            || settings.max_attempts == 0
+        {
             return Err(Rejection::Invalid {
-                message: "stage deadline and max attempts must be at least 1".to_owned(),
+                message: format!(
+                    "stage deadline {} s must be from 1 s to {} s, and max attempts at least 1",
+                    settings.stage_deadline_seconds,
+                    crate::catalog::STAGE_DEADLINE_MAX_SECONDS
+                ),
             });
         }
         self.data.settings = settings;
@@ -145,6 +175,11 @@ impl Catalog {
         let key = object.key();
         if key.name.is_empty() {
             return Err(Rejection::Invalid { message: "metadata.name is required".to_owned() });
+        }
+        if key.name.contains('/') || key.namespace.contains('/') {
+            return Err(Rejection::Invalid {
+                message: format!("metadata: {key:?} is not a Kubernetes name (no '/' allowed)"),
+            });
         }
         let version = index.to_string();
         match object {
@@ -294,15 +329,26 @@ impl Catalog {
             let policy_name = schedule.object.spec.schedule_policy_name.clone();
             let start = now;
             if let Some(schedule) = self.data.schedules.get_mut(key) {
-                schedule.lanes.retain(|policy_type, _| types.contains(policy_type));
+                // A type the policy no longer sets keeps its lane, inactive, so that its mark
+                // still guards every slot it fired if the type comes back.
+                for (policy_type, lane) in &mut schedule.lanes {
+                    if !types.contains(policy_type) {
+                        lane.active = false;
+                    }
+                }
                 for (policy_type, cadence) in types.into_iter().zip(cadences) {
                     let lane = schedule.lanes.entry(policy_type).or_insert(Lane {
                         owed_from: start,
                         mark: None,
                         cadence: cadence.clone(),
+                        active: true,
                         fired: 0,
                         coalesced: 0,
                     });
+                    if !lane.active {
+                        lane.active = true;
+                        lane.owed_from = lane.owed_from.max(start);
+                    }
                     // A policy edit that changes the cadence owes its slots from the edit on;
                     // the mark stays, so no slot fired before can fire again.
                     if lane.cadence != cadence {
@@ -577,7 +623,9 @@ impl Catalog {
             key,
             EventType::Normal,
             "Suspended",
-            "Schedule suspended: no new migrations start; a running one continues".to_owned(),
+            "Schedule suspended: no new slots fire; a running migration and a slot already \
+             waiting behind it continue"
+                .to_owned(),
             now,
         );
     }
@@ -613,7 +661,7 @@ impl Catalog {
         if entry.suspended() {
             return Err(Rejection::Suspended { key });
         }
-        let lane = entry.lanes.get(&policy_type).cloned();
+        let lane = entry.lanes.get(&policy_type).filter(|lane| lane.active).cloned();
         let cadence = self.cadence(entry, policy_type);
         let (Some(lane), Some(cadence)) = (lane, cadence) else {
             return Err(Rejection::NoSuchLane { key, policy_type });
@@ -640,12 +688,17 @@ impl Catalog {
         let coalesced = from.and_then(|from| count_slots(&cadence, from, slot, policy_type));
         let running = entry.running.clone();
         let buffered = entry.buffered.clone();
+        let absorbing = entry.running.is_some() && entry.buffered.is_some();
         if let Some(entry) = self.data.schedules.get_mut(&key)
             && let Some(lane) = entry.lanes.get_mut(&policy_type)
         {
             lane.mark = Some(slot);
             lane.coalesced += coalesced.map_or(0, |c| c.count);
-            lane.fired += 1;
+            if absorbing {
+                lane.coalesced += 1;
+            } else {
+                lane.fired += 1;
+            }
         }
         let late = (at - slot).num_seconds();
         let disposition = match (running, buffered) {
@@ -877,20 +930,14 @@ impl Catalog {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Response, Rejection> {
-        if duration_ms < LEASE_MIN_MS {
-            return Err(Rejection::Invalid {
-                message: format!(
-                    "lease duration {duration_ms} ms is shorter than {LEASE_MIN_MS} ms"
-                ),
-            });
-        }
+        check_lease_ms(duration_ms)?;
         let Some((&place, key)) = self.data.queue.first_key_value() else {
             return Ok(Response::NoWork);
         };
         let key = key.clone();
         self.data.queue.remove(&place);
         let Some(entry) = self.data.migrations.get_mut(&key) else { return Ok(Response::NoWork) };
-        let expires_at = at + millis(duration_ms);
+        let expires_at = at.checked_add_signed(millis(duration_ms)).unwrap_or(at);
         entry.queued = None;
         entry.attempts += 1;
         entry.lease = Some(Lease { worker, token: index, expires_at });
@@ -925,16 +972,11 @@ impl Catalog {
         duration_ms: u64,
         at: DateTime<Utc>,
     ) -> Result<Response, Rejection> {
-        if duration_ms < LEASE_MIN_MS {
-            return Err(Rejection::Invalid {
-                message: format!(
-                    "lease duration {duration_ms} ms is shorter than {LEASE_MIN_MS} ms"
-                ),
-            });
-        }
+        check_lease_ms(duration_ms)?;
         let entry = self.leased(key, token)?;
         if let Some(lease) = entry.lease.as_mut() {
-            lease.expires_at = lease.expires_at.max(at + millis(duration_ms));
+            let renewed = at.checked_add_signed(millis(duration_ms)).unwrap_or(at);
+            lease.expires_at = lease.expires_at.max(renewed);
         }
         self.index_migration(key);
         Ok(Response::Done)
@@ -1070,7 +1112,8 @@ impl Catalog {
             let status = entry.object.status.as_ref().map(|s| s.status).unwrap_or_default();
             return Err(Rejection::Ended { migration: key.clone(), status });
         }
-        if entry.stage() != stage || entry.stage_since + deadline > at {
+        let overdue = entry.stage_since.checked_add_signed(deadline).is_some_and(|due| due <= at);
+        if entry.stage() != stage || !overdue {
             return Err(Rejection::NotOverdue { migration: key.clone(), stage });
         }
         let name = if stage == MigrationStage::Initial {
@@ -1297,8 +1340,7 @@ fn summary(
         Some(volumes) if !volumes.is_empty() => volumes
             .iter()
             .filter(|volume| volume.status == MigrationStatusType::Successful)
-            .map(|volume| volume.bytes_total)
-            .sum(),
+            .fold(0u64, |sum, volume| sum.saturating_add(volume.bytes_total)),
         _ => progress.bytes_done,
     };
     MigrationSummary {

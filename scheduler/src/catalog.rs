@@ -111,7 +111,8 @@ impl Settings {
 
     /// Returns the stage deadline.
     pub fn stage_deadline(&self) -> TimeDelta {
-        TimeDelta::seconds(i64::try_from(self.stage_deadline_seconds).unwrap_or(i64::MAX / 1000))
+        let seconds = self.stage_deadline_seconds.min(STAGE_DEADLINE_MAX_SECONDS);
+        TimeDelta::try_seconds(i64::try_from(seconds).unwrap_or(0)).unwrap_or(TimeDelta::zero())
     }
 }
 
@@ -165,6 +166,10 @@ pub struct Lane {
     pub owed_from: DateTime<Utc>,
     /// Gives the highest slot fired or coalesced.
     pub mark: Option<DateTime<Utc>>,
+    /// Says whether the schedule's policy still sets this type (an inactive lane keeps its
+    /// mark, so a type that comes back never fires a slot twice).
+    #[serde(default = "active_default")]
+    pub active: bool,
     /// Names the cadence slots are owed on (rule and zone, e.g. `every 10 min in UTC`); when
     /// a policy edit changes it, slots are owed on the new cadence from the edit on.
     #[serde(default)]
@@ -174,6 +179,13 @@ pub struct Lane {
     /// Counts the slots coalesced into another.
     pub coalesced: u64,
 }
+
+fn active_default() -> bool {
+    true
+}
+
+/// Bounds the stage deadline: ten years.
+pub const STAGE_DEADLINE_MAX_SECONDS: u64 = 10 * 366 * 24 * 60 * 60;
 
 /// Describes slots that were missed and coalesced into one migration: a count and the range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -599,7 +611,11 @@ impl Catalog {
     /// Returns the fingerprint of a lane's cadence (rule and zone), or an empty string.
     pub fn cadence_name(&self, schedule: &ScheduleEntry, policy_type: PolicyType) -> String {
         self.cadence(schedule, policy_type)
-            .map(|cadence| format!("{} in {}", cadence.rule(), cadence.zone()))
+            .map(|cadence| match cadence.rule() {
+                // Interval slots are absolute: the zone does not move them.
+                avocet_types::PolicyRule::Interval { .. } => cadence.rule().to_string(),
+                rule => format!("{rule} in {}", cadence.zone()),
+            })
             .unwrap_or_default()
     }
 
@@ -660,7 +676,7 @@ impl Catalog {
             return;
         }
         let mut entries = Vec::new();
-        for &policy_type in schedule.lanes.keys() {
+        for (&policy_type, _) in schedule.lanes.iter().filter(|(_, lane)| lane.active) {
             if let Some(slot) = self.next_owed(schedule, policy_type) {
                 entries.push((slot, policy_type));
             }

@@ -259,6 +259,24 @@ pub enum Command {
 }
 
 impl Command {
+    /// Replaces the clock reading the command carries (the leader stamps its own).
+    pub fn stamp(&mut self, now: DateTime<Utc>) {
+        match self {
+            Command::Configure { at, .. }
+            | Command::Put { at, .. }
+            | Command::Delete { at, .. }
+            | Command::SetSuspend { at, .. }
+            | Command::Cancel { at, .. }
+            | Command::Lease { at, .. }
+            | Command::Renew { at, .. }
+            | Command::Report { at, .. }
+            | Command::Complete { at, .. }
+            | Command::ExpireLease { at, .. }
+            | Command::Timeout { at, .. } => *at = now,
+            Command::Fire(fire) => fire.at = now,
+        }
+    }
+
     /// Returns the leader's clock reading the command carries.
     pub fn at(&self) -> DateTime<Utc> {
         match self {

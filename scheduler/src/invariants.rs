@@ -171,7 +171,7 @@ impl FireLedger {
             if schedule.suspended() {
                 continue;
             }
-            for (&policy_type, lane) in &schedule.lanes {
+            for (&policy_type, lane) in schedule.lanes.iter().filter(|(_, lane)| lane.active) {
                 let Some(cadence) = catalog.cadence(schedule, policy_type) else { continue };
                 for slot in cadence.due_slots(lane.owed_from) {
                     if slot > until {

@@ -18,16 +18,20 @@ use crate::catalog::Catalog;
 use crate::command::{Command, Fire};
 use crate::timing::Cadence;
 
-/// Bounds the fires one tick proposes, so that a tick stays short (about 5 ms on our machines)
+/// Bounds the commands one tick proposes, so that a tick stays short (about 5 ms on our machines)
 /// even when tens of thousands of schedules share a slot; the rest go in the next tick, earliest
 /// first.
 pub const FIRES_PER_TICK: usize = 1024;
 
-/// Returns the commands due at `now`, fires first (at most `max_fires`, earliest due first),
-/// in a deterministic order.
-pub fn plan(catalog: &Catalog, now: DateTime<Utc>, max_fires: usize) -> Vec<Command> {
+/// Returns the commands due at `now` — fires first, then lapsed leases, then stage deadlines —
+/// at most `max` of them in all (earliest due first), in a deterministic order. A caller that
+/// gets `max` commands back should plan again at once.
+pub fn plan(catalog: &Catalog, now: DateTime<Utc>, max: usize) -> Vec<Command> {
     let mut commands = Vec::new();
-    for (_, key, policy_type) in catalog.due_lanes(now).take(max_fires) {
+    for (_, key, policy_type) in catalog.due_lanes(now) {
+        if commands.len() >= max {
+            return commands;
+        }
         let Some(schedule) = catalog.schedule(key) else { continue };
         let Some(cadence) = catalog.cadence(schedule, *policy_type) else { continue };
         let Some(next) = catalog.next_owed(schedule, *policy_type) else { continue };
@@ -42,6 +46,9 @@ pub fn plan(catalog: &Catalog, now: DateTime<Utc>, max_fires: usize) -> Vec<Comm
     }
     let mut lapsed = std::collections::BTreeSet::new();
     for key in catalog.leases_lapsed_by(now) {
+        if commands.len() >= max {
+            return commands;
+        }
         if let Some(lease) = catalog.migration(key).and_then(|entry| entry.lease.as_ref()) {
             commands.push(Command::ExpireLease {
                 migration: key.clone(),
@@ -54,6 +61,9 @@ pub fn plan(catalog: &Catalog, now: DateTime<Utc>, max_fires: usize) -> Vec<Comm
     let deadline = catalog.settings().stage_deadline();
     if let Some(cutoff) = now.checked_sub_signed(deadline) {
         for key in catalog.stages_begun_by(cutoff) {
+            if commands.len() >= max {
+                return commands;
+            }
             if lapsed.contains(key) {
                 continue;
             }
@@ -106,13 +116,13 @@ pub fn latest_slot(
 /// slot, the next lease expiry or stage deadline, capped at `max`.
 pub fn next_wake(catalog: &Catalog, now: DateTime<Utc>, max: TimeDelta) -> TimeDelta {
     let deadline = catalog.settings().stage_deadline();
-    let mut wake = now + max;
+    let mut wake = now.checked_add_signed(max).unwrap_or(now);
     if let Some(next) = catalog.next_due() {
         wake = wake.min(next);
     }
     let (stage, lease) = catalog.next_migration_deadlines();
-    if let Some(stage) = stage {
-        wake = wake.min(stage + deadline);
+    if let Some(due) = stage.and_then(|stage| stage.checked_add_signed(deadline)) {
+        wake = wake.min(due);
     }
     if let Some(lease) = lease {
         wake = wake.min(lease);

@@ -477,7 +477,9 @@ policy:
         start,
     );
     let entry = h.catalog.schedule(&key("s")).unwrap();
-    assert_eq!(entry.lanes.keys().copied().collect::<Vec<_>>(), [PolicyType::Weekly]);
+    let active: Vec<_> =
+        entry.lanes.iter().filter(|(_, lane)| lane.active).map(|(t, _)| *t).collect();
+    assert_eq!(active, [PolicyType::Weekly], "the Daily lane is kept, inactive, with its mark");
     // Thursday 2026-03-12 01:15 UTC (no timezone on the namespaced policy: the default, UTC).
     assert_eq!(h.catalog.next_due(), Some(t("2026-03-12T01:15:00Z")));
     let refused = h.apply(Command::Delete {
@@ -624,4 +626,47 @@ resources:
     assert!(matches!(again, Response::Rejected(Rejection::NotFound { .. })), "{again:?}");
     let json = serde_json::to_string(&h.catalog).unwrap();
     assert_eq!(serde_json::from_str::<Catalog>(&json).unwrap(), h.catalog);
+}
+
+#[test]
+fn a_policy_type_removed_and_added_back_never_fires_a_slot_twice() {
+    let mut h = Harness::new();
+    let start = t("2026-03-08T10:00:00Z");
+    h.put(POLICY, start);
+    h.put(&schedule("s", "every-ten"), start);
+    let fired = h.tick(start);
+    assert!(matches!(fired[0], Response::Fired { .. }));
+    let daily_only = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: SchedulePolicy
+metadata: {name: every-ten}
+policy: {daily: {time: 10:14PM}}
+";
+    // Remove the interval section and add it back within the same instant: slot 10:00 stays
+    // fired (the lane keeps its mark while inactive).
+    h.put(daily_only, start);
+    h.put(POLICY, start);
+    let again = h.tick(start);
+    assert!(again.is_empty(), "{again:?}");
+}
+
+#[test]
+fn refused_commands_leave_the_clock_alone_and_leases_are_bounded() {
+    let mut h = Harness::new();
+    let start = t("2026-03-08T10:00:00Z");
+    h.put(POLICY, start);
+    h.put(&schedule("s", "every-ten"), start);
+    h.tick(start);
+    let before = h.catalog.data().clock;
+    let far = t("2030-01-01T00:00:00Z");
+    let refused = h.apply(Command::Delete { kind: Kind::Migration, key: key("nope"), at: far });
+    assert!(matches!(refused, Response::Rejected(_)));
+    assert_eq!(h.catalog.data().clock, before, "a refusal does not move the group's clock");
+    let huge = h.apply(Command::Lease {
+        worker: "w".into(),
+        duration_ms: 10_000_000_000_000_000,
+        at: start,
+    });
+    assert!(matches!(huge, Response::Rejected(Rejection::Invalid { .. })), "{huge:?}");
+    assert!(h.lease("w", start).is_some(), "the migration is still queued");
 }

@@ -216,6 +216,9 @@ pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError
     if !number.is_empty() || total == 0 {
         return Err(bad());
     }
+    if total > avocet_scheduler::catalog::STAGE_DEADLINE_MAX_SECONDS {
+        return Err(error(setting, format!("{text:?} is longer than ten years")));
+    }
     Ok(Duration::from_secs(total))
 }
 

@@ -49,6 +49,7 @@ impl LeaderLoop {
     /// Runs until the task is aborted.
     pub async fn run(self) {
         let mut led_term = None;
+        let mut configure = false;
         loop {
             let status = self.node.status();
             if status.leader_id != Some(self.node.id()) {
@@ -63,10 +64,19 @@ impl LeaderLoop {
                     continue;
                 }
                 led_term = Some(status.term);
+                configure = true;
                 self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(term = status.term, "leading: planning from committed state");
+            } else if configure {
+                // After the first tick, so slots owed from before a failover fire on the
+                // cadence they were owed on before a settings change can move it.
+                configure = false;
                 let current = self.node.read_local(|s| s.0.settings().clone());
                 if current != self.settings {
+                    tracing::info!(
+                        "the group's settings differ from this node's --timezone or \
+                         --stage-deadline; proposing this node's (configure every node alike)"
+                    );
                     let command = Command::Configure {
                         settings: self.settings.clone(),
                         at: self.clock.now(),

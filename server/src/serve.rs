@@ -36,6 +36,9 @@ pub enum ServeError {
     /// The node refused to start.
     #[error(transparent)]
     Start(#[from] StartError),
+    /// The leader loop stopped.
+    #[error("{0}")]
+    LeaderLoop(String),
     /// The public API failed.
     #[error("public API: {}", error_chain(.0))]
     Api(#[from] tonic::transport::Error),
@@ -92,6 +95,23 @@ pub fn bearer_check_any(
     }
 }
 
+/// Returns the leader-side rewrite that stamps every command of a batch with the leader's
+/// clock: time in the log comes from the leader, whichever node received the request.
+fn leader_stamp(clock: Arc<dyn Clock>) -> avocet_consensus::types::Prepare {
+    avocet_consensus::types::Prepare(Arc::new(move |command| {
+        let Ok(mut commands) =
+            avocet_consensus::codec::decode::<Vec<avocet_scheduler::Command>>(&command.0)
+        else {
+            return command; // undecodable: apply reports it on every node alike
+        };
+        let now = clock.now();
+        for command in &mut commands {
+            command.stamp(now);
+        }
+        avocet_consensus::types::Command(avocet_consensus::codec::encode(&commands))
+    }))
+}
+
 /// Runs a node until `shutdown` completes, then hands leadership over and stops.
 pub async fn serve(
     config: ServeConfig,
@@ -109,16 +129,17 @@ pub async fn serve(
     node_config.peers = config.peers.clone();
     node_config.bootstrap = config.bootstrap;
     node_config.timing = config.timing;
+    let clock: Arc<dyn Clock> = match config.clock_epoch {
+        Some(epoch) => Arc::new(ScaledClock::new(SystemClock, epoch, config.clock_scale)),
+        None => Arc::new(SystemClock),
+    };
+    node_config.prepare = Some(leader_stamp(Arc::clone(&clock)));
     let metrics_listener =
         tokio::net::TcpListener::bind(config.metrics_listen).await.map_err(|source| {
             ServeError::Bind { what: "metrics", address: config.metrics_listen, source }
         })?;
     let node = Arc::new(RaftNode::<Scheduler>::start(node_config, raft_listener).await?);
 
-    let clock: Arc<dyn Clock> = match config.clock_epoch {
-        Some(epoch) => Arc::new(ScaledClock::new(SystemClock, epoch, config.clock_scale)),
-        None => Arc::new(SystemClock),
-    };
     let settings = Settings {
         default_timezone: config.timezone.clone(),
         stage_deadline_seconds: config.stage_deadline.as_secs(),
@@ -192,7 +213,19 @@ pub async fn serve(
         "avocet serve is up"
     );
 
-    shutdown.await;
+    // The leader loop runs until shutdown; if it ever ends (a panic), the node must not keep
+    // leading without scheduling, so it stops with an error and its supervisor restarts it.
+    let mut leader_task = leader_task;
+    let leader_failed = tokio::select! {
+        () = shutdown => None,
+        ended = &mut leader_task => Some(match ended {
+            Ok(()) => "the leader loop ended".to_owned(),
+            Err(error) => format!("the leader loop failed: {error}"),
+        }),
+    };
+    if let Some(reason) = &leader_failed {
+        tracing::error!(%reason, "stopping this node");
+    }
     // Stop taking requests first: writes that keep arriving would renew the followers' lease
     // and keep them from electing the successor the hand-over picks.
     tracing::info!(node = config.id, "shutting down: stopping the public API");
@@ -207,5 +240,8 @@ pub async fn serve(
         Err(error) => tracing::warn!(%error, "public API task failed"),
     }
     tracing::info!(node = config.id, "stopped");
-    Ok(())
+    match leader_failed {
+        Some(reason) => Err(ServeError::LeaderLoop(reason)),
+        None => Ok(()),
+    }
 }
