@@ -16,7 +16,9 @@
 //! command's own `at`.
 
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use avocet_types::Kind;
 use avocet_types::meta::API_GROUP_VERSION;
@@ -28,7 +30,7 @@ use avocet_types::schedule::{MigrationScheduleStatus, ScheduledMigrationStatus};
 use avocet_types::time::meta_time;
 
 use crate::catalog::{
-    BufferedFire, Catalog, CoalescedSlots, Event, EventType, FireOrigin, Lane, Lease,
+    BufferedFire, Catalog, CatalogData, CoalescedSlots, Event, EventType, FireOrigin, Lane, Lease,
     MigrationEntry, ObjectKey, PolicyEntry, PolicyObject, Progress, ScheduleEntry,
 };
 use crate::command::{CatalogObject, Command, Disposition, Fire, Outcome, Rejection, Response};
@@ -183,71 +185,22 @@ impl Catalog {
         }
         let version = index.to_string();
         match object {
-            CatalogObject::ClusterPair(mut pair) => {
-                let existing = self.data.cluster_pairs.get(&key);
-                let (uid, created, changed) = match existing {
-                    Some(old) => {
-                        let changed = old.spec != pair.spec
-                            || old.metadata.labels != pair.metadata.labels
-                            || old.metadata.annotations != pair.metadata.annotations;
-                        pair.status.clone_from(&old.status);
-                        carry_meta(&mut pair.metadata, &old.metadata, changed, &version);
-                        (old.metadata.uid.clone().unwrap_or_default(), false, changed)
-                    }
-                    None => {
-                        let uid = self.next_uid(index);
-                        pair.status = None;
-                        new_meta(&mut pair.metadata, &uid, now, &version);
-                        (uid, true, true)
-                    }
-                };
-                if changed {
-                    self.data.cluster_pairs.insert(key.clone(), pair);
-                }
-                Ok(Response::Put { key, uid, created, changed })
+            CatalogObject::ClusterPair(pair) => {
+                Ok(self.put_plain(|data| &mut data.cluster_pairs, index, key, pair, now, &version))
             }
-            CatalogObject::Rule(mut rule) => {
-                let existing = self.data.rules.get(&key);
-                let (uid, created, changed) = match existing {
-                    Some(old) => {
-                        let changed = old.rules != rule.rules
-                            || old.metadata.labels != rule.metadata.labels
-                            || old.metadata.annotations != rule.metadata.annotations;
-                        carry_meta(&mut rule.metadata, &old.metadata, changed, &version);
-                        (old.metadata.uid.clone().unwrap_or_default(), false, changed)
-                    }
-                    None => {
-                        let uid = self.next_uid(index);
-                        new_meta(&mut rule.metadata, &uid, now, &version);
-                        (uid, true, true)
-                    }
-                };
-                if changed {
-                    self.data.rules.insert(key.clone(), rule);
-                }
-                Ok(Response::Put { key, uid, created, changed })
+            CatalogObject::Rule(rule) => {
+                Ok(self.put_plain(|data| &mut data.rules, index, key, rule, now, &version))
             }
-            CatalogObject::ApplicationRegistration(mut registration) => {
+            CatalogObject::ApplicationRegistration(registration) => {
                 let key = ObjectKey::cluster(&key.name);
-                let existing = self.data.registrations.get(&key);
-                let (uid, created, changed) = match existing {
-                    Some(old) => {
-                        let changed = old.resources != registration.resources
-                            || old.metadata.labels != registration.metadata.labels
-                            || old.metadata.annotations != registration.metadata.annotations;
-                        carry_meta(&mut registration.metadata, &old.metadata, changed, &version);
-                        (old.metadata.uid.clone().unwrap_or_default(), false, changed)
-                    }
-                    None => {
-                        let uid = self.next_uid(index);
-                        new_meta(&mut registration.metadata, &uid, now, &version);
-                        (uid, true, true)
-                    }
-                };
-                if changed {
-                    self.data.registrations.insert(key.clone(), registration);
-                }
-                Ok(Response::Put { key, uid, created, changed })
+                Ok(self.put_plain(
+                    |data| &mut data.registrations,
+                    index,
+                    key,
+                    registration,
+                    now,
+                    &version,
+                ))
             }
             CatalogObject::SchedulePolicy(policy) => {
                 self.put_policy(index, key, PolicyObject::Cluster(policy), now, &version)
@@ -262,6 +215,42 @@ impl Catalog {
                 self.put_migration(index, key, migration, now, &version)
             }
         }
+    }
+
+    /// Creates or updates an object kept as it is (ClusterPair, Rule, ApplicationRegistration):
+    /// metadata stamped, status kept from the stored object, unchanged objects left alone.
+    fn put_plain<T: Stored>(
+        &mut self,
+        select: fn(&mut CatalogData) -> &mut BTreeMap<ObjectKey, T>,
+        index: u64,
+        key: ObjectKey,
+        mut object: T,
+        now: DateTime<Utc>,
+        version: &str,
+    ) -> Response {
+        let old = select(&mut self.data).get(&key).map(|old| {
+            let changed = !old.same_spec(&object)
+                || old.meta().labels != object.meta().labels
+                || old.meta().annotations != object.meta().annotations;
+            object.keep_status(old);
+            (old.meta().clone(), changed)
+        });
+        let (uid, created, changed) = match old {
+            Some((old_meta, changed)) => {
+                carry_meta(object.meta_mut(), &old_meta, changed, version);
+                (old_meta.uid.unwrap_or_default(), false, changed)
+            }
+            None => {
+                let uid = self.next_uid(index);
+                object.clear_status();
+                new_meta(object.meta_mut(), &uid, now, version);
+                (uid, true, true)
+            }
+        };
+        if changed {
+            select(&mut self.data).insert(key.clone(), object);
+        }
+        Response::Put { key, uid, created, changed }
     }
 
     fn put_policy(
@@ -1317,6 +1306,60 @@ impl Catalog {
         while self.data.events.len() > cap {
             self.data.events.pop_front();
         }
+    }
+}
+
+/// An object the catalog keeps as it is, apart from its metadata and status.
+trait Stored {
+    fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
+    /// Says whether the user-owned part equals `other`'s.
+    fn same_spec(&self, other: &Self) -> bool;
+    /// Keeps the stored object's status (controllers own it, never `apply` input).
+    fn keep_status(&mut self, _old: &Self) {}
+    /// Drops any status given with a new object.
+    fn clear_status(&mut self) {}
+}
+
+impl Stored for avocet_types::ClusterPair {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn same_spec(&self, other: &Self) -> bool {
+        self.spec == other.spec
+    }
+    fn keep_status(&mut self, old: &Self) {
+        self.status.clone_from(&old.status);
+    }
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Stored for avocet_types::Rule {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn same_spec(&self, other: &Self) -> bool {
+        self.rules == other.rules
+    }
+}
+
+impl Stored for avocet_types::ApplicationRegistration {
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn same_spec(&self, other: &Self) -> bool {
+        self.resources == other.resources
     }
 }
 
