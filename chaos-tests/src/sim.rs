@@ -2,7 +2,7 @@
 //!
 //! One seed derives everything: the node count, clock skews and jumps, message loss, partitions,
 //! crashes and restarts, the workers' behaviour and a schedule workload. The simulation drives
-//! the real [`planner::plan`] and [`Catalog::apply`] through an abstract replicated log:
+//! the real [`plan`] and [`Catalog::apply`] through an abstract replicated log:
 //!
 //! - The leader plans from its replica, which holds every committed entry (Raft's leader
 //!   completeness), with its own skewed clock, and proposes a batch.
