@@ -814,7 +814,12 @@ impl Catalog {
         let Some(entry) = self.data.schedules.get(key) else { return key.clone() };
         let label = match self.cadence(entry, fire.policy_type) {
             Some(cadence) => cadence.slot_label(fire.slot),
-            None => fire.slot.format("%Y-%m-%d-%H%M%S").to_string(),
+            // The policy went away while the slot waited: the group's default zone.
+            None => fire
+                .slot
+                .with_timezone(&self.data.settings.zone())
+                .format("%Y-%m-%d-%H%M%S")
+                .to_string(),
         };
         let base = format!("{}-{}-{label}", key.name, fire.policy_type.lowercase());
         let mut name = base.clone();

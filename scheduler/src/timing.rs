@@ -96,17 +96,13 @@ impl Cadence {
     }
 
     /// Returns the slot as migration names write it, `YYYY-MM-DD-HHMMSS` (Go layout
-    /// `2006-01-02-150405`): wall-clock slots in the rule's zone, interval slots in UTC.
+    /// `2006-01-02-150405`), in the rule's zone.
     ///
-    /// Interval slots are absolute, so in a zone with DST two of them can fall in the hour that
-    /// repeats in autumn and would share a local label; in UTC every label is unique. A
-    /// wall-clock rule has one slot per local date, so its local labels never repeat.
+    /// A wall-clock rule has one slot per local date, so its labels never repeat. Interval
+    /// slots are absolute, so in a zone with DST two of them can fall in the hour that repeats
+    /// in autumn and share a label; `apply` then names the second migration with a `-2` suffix.
     pub fn slot_label(&self, slot: DateTime<Utc>) -> String {
-        const LABEL_FORMAT: &str = "%Y-%m-%d-%H%M%S";
-        match self.rule {
-            PolicyRule::Interval { .. } => slot.format(LABEL_FORMAT).to_string(),
-            _ => slot.with_timezone(&self.zone).format(LABEL_FORMAT).to_string(),
-        }
+        slot.with_timezone(&self.zone).format("%Y-%m-%d-%H%M%S").to_string()
     }
 
     /// Returns the slot of local `date`, applying the DST rule.
@@ -330,18 +326,19 @@ mod tests {
     }
 
     #[test]
-    fn slot_labels_use_the_zones_wall_clock_and_never_repeat() {
+    fn slot_labels_use_the_zones_wall_clock() {
         let anchor = at("2026-01-01T00:00:00Z");
         let daily =
             Cadence::new(PolicyRule::Daily { at: time(3, 46) }, chrono_tz::Asia::Kolkata, anchor);
         assert_eq!(daily.slot_label(at("2019-02-14T22:16:51Z")), "2019-02-15-034651");
-        // Two interval slots in New York's repeated autumn hour get distinct (UTC) labels.
+        // Two interval slots in New York's repeated autumn hour share a local label (apply
+        // suffixes the second migration's name).
         let zone = chrono_tz::America::New_York;
         let interval =
             Cadence::new(PolicyRule::Interval { minutes: 60 }, zone, at("2026-11-01T04:10:00Z"));
         let labels: Vec<String> =
             interval.due_slots(anchor).take(3).map(|slot| interval.slot_label(slot)).collect();
-        assert_eq!(labels, ["2026-11-01-041000", "2026-11-01-051000", "2026-11-01-061000"]);
+        assert_eq!(labels, ["2026-11-01-001000", "2026-11-01-011000", "2026-11-01-011000"]);
     }
 
     #[test]

@@ -670,3 +670,40 @@ fn refused_commands_leave_the_clock_alone_and_leases_are_bounded() {
     assert!(matches!(huge, Response::Rejected(Rejection::Invalid { .. })), "{huge:?}");
     assert!(h.lease("w", start).is_some(), "the migration is still queued");
 }
+
+#[test]
+fn interval_names_use_the_policys_zone_and_a_repeated_autumn_hour_gets_a_suffix() {
+    let mut h = Harness::new();
+    let start = t("2026-11-01T04:10:00Z"); // 00:10 in New York, the night clocks go back
+    h.put(
+        "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: SchedulePolicy
+metadata: {name: hourly-ny}
+policy: {timezone: America/New_York, interval: {intervalMinutes: 60}}
+",
+        start,
+    );
+    h.put(&schedule("s", "hourly-ny"), start);
+    let mut names = Vec::new();
+    for hour in 0..3 {
+        let now = start + TimeDelta::hours(hour);
+        for answer in h.tick(now) {
+            if let Response::Fired { disposition: Disposition::Started { migration }, .. } = answer
+            {
+                names.push(migration.name.clone());
+                let token = h.lease("w", now).unwrap().1;
+                h.complete(&migration, token, MigrationStatusType::Successful, now);
+            }
+        }
+    }
+    assert_eq!(
+        names,
+        [
+            "s-interval-2026-11-01-001000",
+            "s-interval-2026-11-01-011000",
+            "s-interval-2026-11-01-011000-2"
+        ],
+        "01:10 EDT and 01:10 EST share a local label"
+    );
+}
