@@ -317,12 +317,21 @@ impl Catalog {
             let missing = types.is_empty();
             let policy_name = schedule.object.spec.schedule_policy_name.clone();
             let start = now;
+            // The index still holds each lane's next owed slot under the cadence before this
+            // change: one already due is dropped by the change, and an event says so.
+            let overdue: Vec<(PolicyType, DateTime<Utc>)> = PolicyType::ALL
+                .into_iter()
+                .filter_map(|t| self.due_of.get(&(key.clone(), t)).map(|slot| (t, *slot)))
+                .filter(|(_, slot)| *slot <= now)
+                .collect();
+            let mut dropped = Vec::new();
             if let Some(schedule) = self.data.schedules.get_mut(key) {
                 // A type the policy no longer sets keeps its lane, inactive, so that its mark
                 // still guards every slot it fired if the type comes back.
                 for (policy_type, lane) in &mut schedule.lanes {
-                    if !types.contains(policy_type) {
+                    if !types.contains(policy_type) && lane.active {
                         lane.active = false;
+                        dropped.extend(overdue.iter().filter(|(t, _)| t == policy_type));
                     }
                 }
                 for (policy_type, cadence) in types.into_iter().zip(cadences) {
@@ -343,8 +352,24 @@ impl Catalog {
                     if lane.cadence != cadence {
                         lane.cadence = cadence;
                         lane.owed_from = lane.owed_from.max(start);
+                        dropped.extend(overdue.iter().filter(|(t, _)| *t == policy_type));
                     }
                 }
+            }
+            for (policy_type, slot) in dropped {
+                self.push_event(
+                    Kind::MigrationSchedule,
+                    key,
+                    EventType::Warning,
+                    "Missed",
+                    format!(
+                        "{policy_type} slots owed from {} were not fired: the schedule's policy \
+                         changed at {}, and slots of the new policy are owed from then on",
+                        rfc3339(slot),
+                        rfc3339(now)
+                    ),
+                    now,
+                );
             }
             if missing {
                 self.push_event(

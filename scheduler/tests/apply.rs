@@ -707,3 +707,30 @@ policy: {timezone: America/New_York, interval: {intervalMinutes: 60}}
         "01:10 EDT and 01:10 EST share a local label"
     );
 }
+
+#[test]
+fn a_policy_edit_that_drops_an_owed_slot_says_so() {
+    let mut h = Harness::new();
+    let start = t("2026-03-08T10:00:00Z");
+    h.put(POLICY, start);
+    h.put(&schedule("s", "every-ten"), start);
+    h.tick(start);
+    // No leader ticks at 10:10; at 10:15 the interval changes to 60 minutes.
+    let hourly = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: SchedulePolicy
+metadata: {name: every-ten}
+policy: {interval: {intervalMinutes: 60}}
+";
+    h.put(hourly, t("2026-03-08T10:15:00Z"));
+    let missed: Vec<_> = h.catalog.events().filter(|e| e.reason == "Missed").collect();
+    assert_eq!(missed.len(), 1, "{missed:?}");
+    assert!(
+        missed[0]
+            .message
+            .starts_with("Interval slots owed from 2026-03-08T10:10:00.000Z were not fired")
+    );
+    // An edit with nothing owed says nothing.
+    h.put(POLICY, t("2026-03-08T10:16:00Z"));
+    assert_eq!(h.catalog.events().filter(|e| e.reason == "Missed").count(), 1);
+}

@@ -68,7 +68,8 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Lists objects (clusterpair, schedulepolicy, migrationschedule, migration, events).
+    /// Lists objects (clusterpair, schedulepolicy, migrationschedule, migration, rule,
+    /// applicationregistration, events).
     Get(GetCommand),
     /// Deletes objects.
     Delete {
@@ -82,7 +83,7 @@ enum Command {
         #[arg(short = 'n', long = "namespace", value_name = "NS")]
         namespace: Option<String>,
     },
-    /// Suspends migration schedules: no new migrations start; a running one continues.
+    /// Suspends migration schedules: no new slots fire; a running migration continues.
     Suspend(SuspendArgs),
     /// Resumes suspended migration schedules: slots from now on fire.
     Resume(SuspendArgs),
@@ -97,7 +98,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct GetCommand {
     /// Names the kind: clusterpair (cp), schedulepolicy (sp), namespacedschedulepolicy,
-    /// migrationschedule, migration, or events.
+    /// migrationschedule, migration, rule, applicationregistration, or events.
     kind: String,
     /// Shows only this object.
     name: Option<String>,
