@@ -67,10 +67,18 @@ pub(super) async fn channel(server: &ServerArgs) -> anyhow::Result<(Channel, Tok
         })?;
     }
     let channel = endpoint.connect().await.map_err(|error| {
+        let chain = avocet_server::error_chain(&error);
+        let hint = if chain.contains("CaUsedAsEndEntity") {
+            " (the server presents a CA certificate as its own; it needs a leaf certificate \
+             signed by the CA in --ca-file, e.g. made with basicConstraints=CA:FALSE)"
+        } else if chain.contains("UnknownIssuer") {
+            " (the server's certificate is not signed by the CA in --ca-file)"
+        } else {
+            ""
+        };
         anyhow::anyhow!(
-            "cannot reach the Avocet server at {} (--server or AVOCET_SERVER): {}",
-            server.server,
-            avocet_server::error_chain(&error)
+            "cannot reach the Avocet server at {} (--server or AVOCET_SERVER): {chain}{hint}",
+            server.server
         )
     })?;
     let token = match &server.token {
@@ -95,6 +103,13 @@ pub(super) fn failed(server: &ServerArgs, status: tonic::Status) -> anyhow::Erro
         ),
         tonic::Code::Unavailable => {
             anyhow::anyhow!("the server at {} cannot serve this now: {message}", server.server)
+        }
+        _ if message == "transport error" && server.server.starts_with("http://") => {
+            anyhow::anyhow!(
+                "the server at {} did not answer plain-text gRPC: if it serves TLS, use https:// \
+             and --ca-file",
+                server.server
+            )
         }
         _ => anyhow::anyhow!("{message}"),
     }
