@@ -20,7 +20,7 @@ use avocet_types::policy::SchedulePolicy;
 use avocet_types::schedule::MigrationSchedule;
 
 use super::client::{TokenInterceptor, failed};
-use super::{GetOutput, ServerArgs};
+use super::{CreateMigrationArgs, GetCommand, GetOutput, ServerArgs};
 use crate::output::Table;
 
 type Client =
@@ -119,20 +119,10 @@ pub(super) fn apply(
     })
 }
 
-/// Names what `get` lists.
-pub(super) struct GetArgs {
-    pub(super) kind: String,
-    pub(super) name: Option<String>,
-    pub(super) namespace: Option<String>,
-    pub(super) all_namespaces: bool,
-    pub(super) output: GetOutput,
-    pub(super) cluster_pair: Option<String>,
-}
-
 /// Runs `avocetctl get KIND [NAME]`.
 pub(super) fn get(
     server: &ServerArgs,
-    args: GetArgs,
+    args: GetCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let kind = kind_of(&args.kind)?;
@@ -448,23 +438,10 @@ pub(super) fn set_suspend(
     })
 }
 
-/// Names what `create migration` builds.
-pub(super) struct CreateMigration {
-    pub(super) name: String,
-    pub(super) namespace: Option<String>,
-    pub(super) cluster_pair: String,
-    pub(super) namespaces: Vec<String>,
-    pub(super) include_resources: bool,
-    pub(super) include_volumes: bool,
-    pub(super) start_applications: bool,
-    pub(super) pre_exec_rule: Option<String>,
-    pub(super) post_exec_rule: Option<String>,
-}
-
 /// Runs `avocetctl create migration NAME`.
 pub(super) fn create_migration(
     server: &ServerArgs,
-    args: CreateMigration,
+    args: CreateMigrationArgs,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let namespace = args.namespace.clone().unwrap_or_else(|| "default".to_owned());
@@ -529,15 +506,6 @@ pub(super) fn cancel_migration(
     })
 }
 
-/// Names which events `get events` shows.
-pub(super) struct EventArgs {
-    pub(super) namespace: Option<String>,
-    pub(super) all_namespaces: bool,
-    pub(super) for_object: Option<String>,
-    pub(super) watch: bool,
-    pub(super) output: GetOutput,
-}
-
 fn event_json(event: &Event) -> Value {
     serde_json::json!({
         "seq": event.seq, "time": event.time, "type": event.r#type, "reason": event.reason,
@@ -564,7 +532,7 @@ fn event_row(event: &Event, all_namespaces: bool) -> Vec<String> {
 /// Runs `avocetctl get events`.
 pub(super) fn events(
     server: &ServerArgs,
-    args: EventArgs,
+    args: GetCommand,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let (kind, name) = match &args.for_object {

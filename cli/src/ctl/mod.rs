@@ -138,34 +138,38 @@ struct SuspendArgs {
 enum CreateCommand {
     /// Creates a one-off Migration.
     #[command(alias = "migrations")]
-    Migration {
-        /// Names the migration.
-        name: String,
-        /// Puts it in namespace NS (default: default).
-        #[arg(short = 'n', long = "namespace", value_name = "NS")]
-        namespace: Option<String>,
-        /// Names the ClusterPair to migrate to.
-        #[arg(short = 'c', long = "clusterPair", value_name = "NAME")]
-        cluster_pair: String,
-        /// Lists the namespaces to migrate.
-        #[arg(long, value_delimiter = ',', required = true, value_name = "NS,...")]
-        namespaces: Vec<String>,
-        /// Copies Kubernetes objects (default true).
-        #[arg(short = 'r', long = "includeResources", default_value_t = true, action = clap::ArgAction::Set)]
-        include_resources: bool,
-        /// Copies volume data (default true).
-        #[arg(long = "includeVolumes", default_value_t = true, action = clap::ArgAction::Set)]
-        include_volumes: bool,
-        /// Starts applications on the destination (storkctl's default: true).
-        #[arg(short = 'a', long = "startApplications", default_value_t = true, action = clap::ArgAction::Set)]
-        start_applications: bool,
-        /// Names a Rule to run before the migration.
-        #[arg(long = "preExecRule", value_name = "RULE")]
-        pre_exec_rule: Option<String>,
-        /// Names a Rule to run after the migration.
-        #[arg(long = "postExecRule", value_name = "RULE")]
-        post_exec_rule: Option<String>,
-    },
+    Migration(CreateMigrationArgs),
+}
+
+/// Says what `create migration` builds.
+#[derive(Debug, Args)]
+struct CreateMigrationArgs {
+    /// Names the migration.
+    name: String,
+    /// Puts it in namespace NS (default: default).
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    namespace: Option<String>,
+    /// Names the ClusterPair to migrate to.
+    #[arg(short = 'c', long = "clusterPair", value_name = "NAME")]
+    cluster_pair: String,
+    /// Lists the namespaces to migrate.
+    #[arg(long, value_delimiter = ',', required = true, value_name = "NS,...")]
+    namespaces: Vec<String>,
+    /// Copies Kubernetes objects (default true).
+    #[arg(short = 'r', long = "includeResources", default_value_t = true, action = clap::ArgAction::Set)]
+    include_resources: bool,
+    /// Copies volume data (default true).
+    #[arg(long = "includeVolumes", default_value_t = true, action = clap::ArgAction::Set)]
+    include_volumes: bool,
+    /// Starts applications on the destination (storkctl's default: true).
+    #[arg(short = 'a', long = "startApplications", default_value_t = true, action = clap::ArgAction::Set)]
+    start_applications: bool,
+    /// Names a Rule to run before the migration.
+    #[arg(long = "preExecRule", value_name = "RULE")]
+    pre_exec_rule: Option<String>,
+    /// Names a Rule to run after the migration.
+    #[arg(long = "postExecRule", value_name = "RULE")]
+    post_exec_rule: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -290,30 +294,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             if get.kind.eq_ignore_ascii_case("events")
                 || get.kind.eq_ignore_ascii_case("event") =>
         {
-            catalog::events(
-                &cli.server,
-                catalog::EventArgs {
-                    namespace: get.namespace,
-                    all_namespaces: get.all_namespaces,
-                    for_object: get.for_object,
-                    watch: get.watch,
-                    output: get.output,
-                },
-                &mut out,
-            )
+            catalog::events(&cli.server, get, &mut out)
         }
-        Command::Get(get) => catalog::get(
-            &cli.server,
-            catalog::GetArgs {
-                kind: get.kind,
-                name: get.name,
-                namespace: get.namespace,
-                all_namespaces: get.all_namespaces,
-                output: get.output,
-                cluster_pair: get.cluster_pair,
-            },
-            &mut out,
-        ),
+        Command::Get(get) => catalog::get(&cli.server, get, &mut out),
         Command::Delete { kind, names, namespace } => {
             catalog::delete(&cli.server, &kind, &names, namespace, &mut out)
         }
@@ -326,31 +309,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Resume(args) => {
             catalog::set_suspend(&cli.server, &args.names, args.namespace, false, &mut out)
         }
-        Command::Create(CreateCommand::Migration {
-            name,
-            namespace,
-            cluster_pair,
-            namespaces,
-            include_resources,
-            include_volumes,
-            start_applications,
-            pre_exec_rule,
-            post_exec_rule,
-        }) => catalog::create_migration(
-            &cli.server,
-            catalog::CreateMigration {
-                name,
-                namespace,
-                cluster_pair,
-                namespaces,
-                include_resources,
-                include_volumes,
-                start_applications,
-                pre_exec_rule,
-                post_exec_rule,
-            },
-            &mut out,
-        ),
+        Command::Create(CreateCommand::Migration(args)) => {
+            catalog::create_migration(&cli.server, args, &mut out)
+        }
         Command::Cancel(CancelCommand::Migration { name, namespace }) => {
             catalog::cancel_migration(&cli.server, &name, namespace, &mut out)
         }

@@ -8,3 +8,4 @@ mod group;
 mod t01_failover;
 mod t02_schedules;
 mod t03_tls;
+mod t04_verbs;
