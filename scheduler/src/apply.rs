@@ -49,7 +49,8 @@ pub const FIRED_AT_ANNOTATION: &str = "avocet.dev/fired-at";
 pub const COALESCED_ANNOTATION: &str = "avocet.dev/coalesced-slots";
 
 /// Bounds the slots counted one by one when coalescing (wall-clock rules; intervals are
-/// counted arithmetically). Past it the count is a lower bound and the range stays exact.
+/// counted arithmetically): about 270 years of daily slots. Past it the count and the range's
+/// end stop at the bound.
 const COALESCE_COUNT_MAX: u64 = 100_000;
 
 /// Gives the shortest lease `apply` grants, so that a lease never lapses in its own entry.

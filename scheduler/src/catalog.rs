@@ -22,7 +22,7 @@ use avocet_types::migration::{Migration, MigrationStage};
 use avocet_types::policy::{ParsedPolicy, PolicyType, SchedulePolicyItem};
 use avocet_types::schedule::MigrationSchedule;
 use avocet_types::validate::FieldPath;
-use avocet_types::{Kind, NamespacedSchedulePolicy, SchedulePolicy};
+use avocet_types::{NamespacedSchedulePolicy, SchedulePolicy};
 
 use crate::timing::Cadence;
 
@@ -486,11 +486,6 @@ impl Catalog {
         self.data.migrations.iter()
     }
 
-    /// Returns the migrations that have not ended.
-    pub fn in_flight(&self) -> impl Iterator<Item = &MigrationEntry> {
-        self.in_flight.keys().filter_map(|key| self.data.migrations.get(key))
-    }
-
     /// Returns the migrations whose stage began at or before `cutoff`, oldest first.
     pub fn stages_begun_by(&self, cutoff: DateTime<Utc>) -> impl Iterator<Item = &ObjectKey> {
         self.stage_starts.iter().take_while(move |(since, _)| *since <= cutoff).map(|(_, key)| key)
@@ -685,17 +680,5 @@ impl Catalog {
             self.due.insert((slot, key.clone(), policy_type));
             self.due_of.insert((key.clone(), policy_type), slot);
         }
-    }
-
-    /// Returns the kind and key of every object, for listings: the number of each kind.
-    pub fn counts(&self) -> BTreeMap<Kind, usize> {
-        let mut counts = BTreeMap::new();
-        let cluster = self.data.policies.keys().filter(|key| key.namespace.is_empty()).count();
-        counts.insert(Kind::SchedulePolicy, cluster);
-        counts.insert(Kind::NamespacedSchedulePolicy, self.data.policies.len() - cluster);
-        counts.insert(Kind::ClusterPair, self.data.cluster_pairs.len());
-        counts.insert(Kind::MigrationSchedule, self.data.schedules.len());
-        counts.insert(Kind::Migration, self.data.migrations.len());
-        counts
     }
 }

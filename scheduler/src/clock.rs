@@ -35,11 +35,6 @@ impl<C: Clock> ScaledClock<C> {
     pub fn new(inner: C, epoch: DateTime<Utc>, scale: f64) -> Self {
         ScaledClock { inner, epoch, scale }
     }
-
-    /// Returns the scale.
-    pub fn scale(&self) -> f64 {
-        self.scale
-    }
 }
 
 impl<C: Clock> Clock for ScaledClock<C> {

@@ -258,10 +258,10 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// Replaces the clock reading the command carries (the leader stamps its own).
-    pub fn stamp(&mut self, now: DateTime<Utc>) {
-        match self {
+/// Returns a reference (shared or mutable, as `command` is) to the `at` field every command has.
+macro_rules! at_of {
+    ($command:expr) => {
+        match $command {
             Command::Configure { at, .. }
             | Command::Put { at, .. }
             | Command::Delete { at, .. }
@@ -272,27 +272,21 @@ impl Command {
             | Command::Report { at, .. }
             | Command::Complete { at, .. }
             | Command::ExpireLease { at, .. }
-            | Command::Timeout { at, .. } => *at = now,
-            Command::Fire(fire) => fire.at = now,
+            | Command::Timeout { at, .. }
+            | Command::Fire(Fire { at, .. }) => at,
         }
+    };
+}
+
+impl Command {
+    /// Replaces the clock reading the command carries (the leader stamps its own).
+    pub fn stamp(&mut self, now: DateTime<Utc>) {
+        *at_of!(self) = now;
     }
 
     /// Returns the leader's clock reading the command carries.
     pub fn at(&self) -> DateTime<Utc> {
-        match self {
-            Command::Configure { at, .. }
-            | Command::Put { at, .. }
-            | Command::Delete { at, .. }
-            | Command::SetSuspend { at, .. }
-            | Command::Cancel { at, .. }
-            | Command::Lease { at, .. }
-            | Command::Renew { at, .. }
-            | Command::Report { at, .. }
-            | Command::Complete { at, .. }
-            | Command::ExpireLease { at, .. }
-            | Command::Timeout { at, .. } => *at,
-            Command::Fire(fire) => fire.at,
-        }
+        *at_of!(self)
     }
 }
 

@@ -47,22 +47,13 @@ pub fn rejection_status(rejection: Rejection) -> Status {
 
 /// Returns the kind a user named, in any spelling kubectl accepts.
 pub fn parse_kind(text: &str) -> Result<Kind, Status> {
-    let lower = text.to_ascii_lowercase();
-    Kind::ALL
-        .into_iter()
-        .find(|kind| {
-            kind.as_str().eq_ignore_ascii_case(text)
-                || kind.plural() == lower
-                || kind.singular() == lower
-                || kind.short_names().contains(&lower.as_str())
-        })
-        .ok_or_else(|| {
-            Status::invalid_argument(format!(
-                "kind: {text:?} is not a kind Avocet stores (clusterpair, schedulepolicy, \
-                 namespacedschedulepolicy, migrationschedule, migration, rule, \
-                 applicationregistration)"
-            ))
-        })
+    Kind::from_any_name(text).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "kind: {text:?} is not a kind Avocet stores (clusterpair, schedulepolicy, \
+             namespacedschedulepolicy, migrationschedule, migration, rule, \
+             applicationregistration)"
+        ))
+    })
 }
 
 fn rfc3339(instant: DateTime<Utc>) -> String {
@@ -151,6 +142,21 @@ fn select_events(catalog: &Catalog, request: &ListEventsRequest) -> Vec<Event> {
         .collect()
 }
 
+/// Returns `namespace`, or `default` when it is empty (kubectl's rule).
+fn or_default(namespace: &str) -> &str {
+    if namespace.is_empty() { "default" } else { namespace }
+}
+
+/// Returns the key of the `kind` object `name` in `namespace` (empty: `default`; ignored for
+/// cluster-scoped kinds); the name is required.
+fn object_key(kind: Kind, namespace: &str, name: &str) -> Result<ObjectKey, Status> {
+    required("name", name)?;
+    Ok(match kind.scope() {
+        Scope::Cluster => ObjectKey::cluster(name),
+        Scope::Namespaced => ObjectKey::new(or_default(namespace), name),
+    })
+}
+
 fn required(field: &str, value: &str) -> Result<(), Status> {
     if value.is_empty() {
         Err(Status::invalid_argument(format!("{field}: is required")))
@@ -223,8 +229,7 @@ impl CatalogService for CatalogApi {
         request: Request<ApplyRequest>,
     ) -> Result<Response<ApplyResponse>, Status> {
         let request = request.into_inner();
-        let namespace =
-            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
+        let namespace = or_default(&request.namespace);
         let documents = avocet_types::parse_documents(&request.text)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
         if documents.is_empty() {
@@ -329,13 +334,7 @@ impl CatalogService for CatalogApi {
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<Object>, Status> {
         let request = request.into_inner();
         let kind = parse_kind(&request.kind)?;
-        required("name", &request.name)?;
-        let namespace = match kind.scope() {
-            Scope::Cluster => String::new(),
-            Scope::Namespaced if request.namespace.is_empty() => "default".to_owned(),
-            Scope::Namespaced => request.namespace.clone(),
-        };
-        let key = ObjectKey::new(namespace, &request.name);
+        let key = object_key(kind, &request.namespace, &request.name)?;
         let found = self.read(|catalog| object_json(catalog, kind, &key)).await??;
         match found {
             Some(json) => Ok(Response::new(Object { kind: kind.as_str().to_owned(), json })),
@@ -348,10 +347,7 @@ impl CatalogService for CatalogApi {
         let kind = parse_kind(&request.kind)?;
         let namespace = match (kind.scope(), request.all_namespaces) {
             (Scope::Cluster, _) | (_, true) => None,
-            (Scope::Namespaced, false) if request.namespace.is_empty() => {
-                Some("default".to_owned())
-            }
-            (Scope::Namespaced, false) => Some(request.namespace.clone()),
+            (Scope::Namespaced, false) => Some(or_default(&request.namespace).to_owned()),
         };
         let objects = self
             .read(|catalog| {
@@ -371,14 +367,7 @@ impl CatalogService for CatalogApi {
     ) -> Result<Response<DeleteResponse>, Status> {
         let request = request.into_inner();
         let kind = parse_kind(&request.kind)?;
-        required("name", &request.name)?;
-        let key = match kind.scope() {
-            Scope::Cluster => ObjectKey::cluster(&request.name),
-            Scope::Namespaced if request.namespace.is_empty() => {
-                ObjectKey::new("default", &request.name)
-            }
-            Scope::Namespaced => ObjectKey::new(&request.namespace, &request.name),
-        };
+        let key = object_key(kind, &request.namespace, &request.name)?;
         let response = self.write(Command::Delete { kind, key, at: self.clock.now() }).await?;
         let migrations_deleted = match response {
             avocet_scheduler::Response::Deleted { migrations, .. } => migrations,
@@ -392,10 +381,7 @@ impl CatalogService for CatalogApi {
         request: Request<SetSuspendRequest>,
     ) -> Result<Response<SetSuspendResponse>, Status> {
         let request = request.into_inner();
-        required("name", &request.name)?;
-        let namespace =
-            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
-        let schedule = ObjectKey::new(namespace, &request.name);
+        let schedule = object_key(Kind::MigrationSchedule, &request.namespace, &request.name)?;
         let response = self
             .write(Command::SetSuspend { schedule, suspend: request.suspend, at: self.clock.now() })
             .await?;
@@ -408,10 +394,7 @@ impl CatalogService for CatalogApi {
         request: Request<CancelMigrationRequest>,
     ) -> Result<Response<CancelMigrationResponse>, Status> {
         let request = request.into_inner();
-        required("name", &request.name)?;
-        let namespace =
-            if request.namespace.is_empty() { "default" } else { request.namespace.as_str() };
-        let migration = ObjectKey::new(namespace, &request.name);
+        let migration = object_key(Kind::Migration, &request.namespace, &request.name)?;
         self.write(Command::Cancel { migration, at: self.clock.now() }).await?;
         Ok(Response::new(CancelMigrationResponse {}))
     }

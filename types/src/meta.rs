@@ -71,6 +71,18 @@ impl Kind {
         Kind::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 
+    /// Returns the kind named `text` in any spelling kubectl accepts: the kind itself, its
+    /// singular or plural, or a short name, in any case (`MigrationSchedule`, `migrationschedules`,
+    /// `ms`).
+    pub fn from_any_name(text: &str) -> Option<Kind> {
+        let lower = text.to_ascii_lowercase();
+        Kind::ALL.into_iter().find(|kind| {
+            kind.singular() == lower
+                || kind.plural() == lower
+                || kind.short_names().contains(&lower.as_str())
+        })
+    }
+
     /// Returns the lowercase plural used in API paths and by kubectl.
     pub fn plural(self) -> &'static str {
         match self {
@@ -169,4 +181,18 @@ pub(crate) use stork_resource;
 /// Returns the `apiVersion` default for typed objects built in code.
 pub(crate) fn default_api_version() -> String {
     API_GROUP_VERSION.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_found_by_every_spelling_kubectl_accepts() {
+        for text in ["MigrationSchedule", "migrationschedule", "MigrationSchedules", "ms"] {
+            assert_eq!(Kind::from_any_name(text), Some(Kind::MigrationSchedule), "{text}");
+        }
+        assert_eq!(Kind::from_any_name("sp"), Some(Kind::SchedulePolicy));
+        assert_eq!(Kind::from_any_name("pod"), None);
+    }
 }

@@ -62,21 +62,13 @@ fn go_duration(seconds: f64) -> String {
 }
 
 fn kind_of(text: &str) -> anyhow::Result<Kind> {
-    let lower = text.to_ascii_lowercase();
-    Kind::ALL
-        .into_iter()
-        .find(|kind| {
-            kind.plural() == lower
-                || kind.singular() == lower
-                || kind.short_names().contains(&lower.as_str())
-        })
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "{text:?} is not a kind avocetctl knows (clusterpair, schedulepolicy, \
-                 namespacedschedulepolicy, migrationschedule, migration, rule, \
-                 applicationregistration)"
-            )
-        })
+    Kind::from_any_name(text).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{text:?} is not a kind avocetctl knows (clusterpair, schedulepolicy, \
+             namespacedschedulepolicy, migrationschedule, migration, rule, \
+             applicationregistration)"
+        )
+    })
 }
 
 /// Runs `avocetctl apply -f FILE`.

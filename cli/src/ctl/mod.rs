@@ -326,7 +326,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn is_schedule_kind(kind: &str) -> bool {
-    matches!(kind.to_ascii_lowercase().as_str(), "migrationschedule" | "migrationschedules" | "ms")
+    avocet_types::Kind::from_any_name(kind) == Some(avocet_types::Kind::MigrationSchedule)
 }
 
 /// Reads a whole input file, or standard input for `-`.

@@ -30,6 +30,20 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs `avocetctl` with the admin token and returns (success, stdout, stderr).
+pub(crate) fn avocetctl(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_avocetctl"))
+        .args(args)
+        .env("AVOCET_TOKEN", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
 impl Group {
     /// Starts `count` nodes; node 1 bootstraps the group.
     pub(crate) fn start(count: u64) -> Group {
@@ -102,17 +116,8 @@ impl Group {
 
     /// Runs `avocetctl` against node `id` and returns (success, stdout, stderr).
     pub(crate) fn ctl(&self, id: u64, args: &[&str]) -> (bool, String, String) {
-        let output = Command::new(env!("CARGO_BIN_EXE_avocetctl"))
-            .args(["--server", &format!("http://{}", self.nodes[&id].api)])
-            .args(args)
-            .env("AVOCET_TOKEN", ADMIN_TOKEN)
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            String::from_utf8(output.stdout).unwrap(),
-            String::from_utf8(output.stderr).unwrap(),
-        )
+        let server = format!("http://{}", self.nodes[&id].api);
+        avocetctl(&[&["--server", server.as_str()], args].concat())
     }
 
     /// Returns node `id`'s `cluster status -o json`, if it answers.

@@ -11,8 +11,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
-use avocet_proto::api::workers_client::WorkersClient;
-use avocet_proto::api::{CompleteRequest, LeaseRequest};
+use avocet_server::dispatch::{
+    self, Finished, Job, MigrationExecutor, Pass, StageReport, WorkerSettings,
+};
+use avocet_types::migration::MigrationStatusType;
 
 use crate::group::{ADMIN_TOKEN, Group};
 
@@ -35,59 +37,48 @@ spec:
   template: {spec: {clusterPair: remote, namespaces: [apps]}}
 ";
 
-/// Leases migrations from any node that answers and completes each one at once, as a worker
-/// whose copies succeed instantly would; stops when `stop` is set.
+/// Copies nothing and says so at once: what a worker whose copies succeed instantly reports.
+struct Instant;
+
+impl MigrationExecutor for Instant {
+    async fn execute(&self, _: Job, _: tokio::sync::mpsc::Sender<StageReport>) -> Finished {
+        Finished { status: MigrationStatusType::Successful, reason: String::new(), last: None }
+    }
+}
+
+/// Runs the worker side of the hand-off against any node that answers until `stop` is set.
 fn worker(apis: Vec<String>, stop: Arc<AtomicBool>, completed: Arc<AtomicU64>) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async move {
-        let token: tonic::metadata::MetadataValue<_> =
-            format!("Bearer {ADMIN_TOKEN}").parse().unwrap();
+        let settings = WorkerSettings {
+            name: "test-worker".into(),
+            // Two hours of the group's clock: two real seconds.
+            lease_ms: 7_200_000,
+            renew_every: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(20),
+        };
         let mut next = 0;
         while !stop.load(Ordering::Relaxed) {
             let api = &apis[next % apis.len()];
-            let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{api}"))
-                .unwrap()
-                .connect_timeout(Duration::from_millis(300))
-                .connect()
-                .await
+            let endpoint =
+                tonic::transport::Endpoint::from_shared(format!("http://{api}")).unwrap();
+            let Ok(channel) = endpoint.connect_timeout(Duration::from_millis(300)).connect().await
             else {
                 next += 1;
                 continue;
             };
-            let token = token.clone();
-            let mut client =
-                WorkersClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
-                    request.metadata_mut().insert("authorization", token.clone());
-                    request.set_timeout(Duration::from_secs(3));
-                    Ok(request)
-                });
-            loop {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                // Two hours of the group's clock: two real seconds.
-                let lease = client
-                    .lease(LeaseRequest { worker: "test-worker".into(), duration_ms: 7_200_000 })
-                    .await;
-                let Ok(lease) = lease.map(tonic::Response::into_inner) else {
-                    next += 1;
-                    break;
-                };
-                if !lease.leased {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                let done = client
-                    .complete(CompleteRequest {
-                        namespace: lease.namespace,
-                        name: lease.name,
-                        token: lease.token,
-                        status: "Successful".into(),
-                        ..CompleteRequest::default()
-                    })
-                    .await;
-                if done.is_ok() {
-                    completed.fetch_add(1, Ordering::Relaxed);
+            let mut client = dispatch::client(channel, ADMIN_TOKEN).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match dispatch::run_once(&mut client, &settings, &Instant).await {
+                    Ok(Pass::Idle) => tokio::time::sleep(settings.idle_poll).await,
+                    Ok(Pass::Completed(..)) => {
+                        completed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Pass::Abandoned(..)) => {}
+                    Err(_) => {
+                        next += 1;
+                        break;
+                    }
                 }
             }
         }
