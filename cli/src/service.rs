@@ -1,4 +1,4 @@
-//! The `avocet` binary: `serve` today; `worker`, `sandbox` and `demo` as their issues land.
+//! The `avocet` binary: `serve` and `sandbox` today; `worker` and `demo` as their issues land.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -21,7 +21,25 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs one node of the replicated scheduler group.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Runs a Kubernetes-API-compatible sandbox server (tests and demos only, never production).
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct SandboxArgs {
+    /// Serves the Kubernetes API on ADDR (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6443")]
+    listen: String,
+    /// Keeps objects in DIR so that they survive a restart [default: memory only].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Requires this bearer token; without it any client is accepted.
+    #[arg(long, env = "AVOCET_SANDBOX_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Writes a kubeconfig for this server (context `sandbox`) to FILE once it listens.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig_out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -121,7 +139,8 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
+        Command::Sandbox(args) => sandbox(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -155,27 +174,52 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
     })?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    runtime()?.block_on(avocet_server::serve(config, shutdown_signal()))?;
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let shutdown = async {
-            let mut terminate =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(signal) => signal,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the node");
-                        let _ = tokio::signal::ctrl_c().await;
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = terminate.recv() => tracing::info!("SIGTERM received"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+        .build()?)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only Ctrl-C stops the process");
+                let _ = tokio::signal::ctrl_c().await;
+                return;
             }
         };
-        avocet_server::serve(config, shutdown).await
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
+    }
+}
+
+fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
+    let listen: std::net::SocketAddr = args.listen.parse().map_err(|_| {
+        anyhow::anyhow!("--listen {:?} is not an address such as 127.0.0.1:6443", args.listen)
     })?;
-    Ok(())
+    if args.token.as_deref() == Some("") {
+        anyhow::bail!("--token is empty; give a token or leave the flag out to accept any client");
+    }
+    runtime()?.block_on(async {
+        let config =
+            avocet_sandbox::SandboxConfig { listen, data_dir: args.data_dir, token: args.token };
+        let sandbox = avocet_sandbox::Sandbox::start(config).await?;
+        if let Some(path) = &args.kubeconfig_out {
+            sandbox.write_kubeconfig(path)?;
+            tracing::info!(kubeconfig = %path.display(), "wrote a kubeconfig with context sandbox");
+        }
+        tracing::info!(url = %sandbox.url(), "sandbox ready");
+        shutdown_signal().await;
+        sandbox.shutdown().await;
+        anyhow::Ok(())
+    })
 }

@@ -1,0 +1,8 @@
+//! `avocet sandbox` as a developer runs it: a real process, driven by the real `kubectl`.
+
+// Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+mod t01_kubectl;
+mod t02_process;
