@@ -160,10 +160,8 @@ impl Call {
 
     fn body_json(&self) -> ApiResult<Value> {
         let yaml = self.content_type.starts_with("application/yaml");
-        if self.content_type.contains("protobuf") {
-            return Err(ApiError::unsupported_media_type(
-                "the sandbox speaks JSON and YAML, not protobuf",
-            ));
+        if self.content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            return crate::protobuf::decode(&self.body);
         }
         let parsed = if yaml {
             let text = std::str::from_utf8(&self.body)

@@ -33,6 +33,7 @@ mod kinds;
 mod openapi;
 mod ops;
 mod patch;
+mod protobuf;
 mod registry;
 mod select;
 mod store;
