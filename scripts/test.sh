@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 NEXTEST_VERSION=0.9.143
 TZDATA_VERSION=2025.2
+# Debian bookworm's kubectl, used only where the machine has none (the image ships 1.32).
+KUBECTL_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -17,6 +19,12 @@ fi
 if ! python3 -c 'import zoneinfo; zoneinfo.ZoneInfo("Australia/Lord_Howe")' >/dev/null 2>&1; then
   say "installing the tzdata Python package ${TZDATA_VERSION} (no system zoneinfo found)"
   python3 -m pip install --quiet "tzdata==${TZDATA_VERSION}"
+fi
+
+# The sandbox API server is proven with a real kubectl (any version from 1.20 on works).
+if ! command -v kubectl >/dev/null 2>&1; then
+  say "installing kubectl (Debian kubernetes-client ${KUBECTL_DEB_VERSION})"
+  apt-get update -qq && apt-get install -y -qq "kubernetes-client=${KUBECTL_DEB_VERSION}"
 fi
 
 # cargo-nextest runs the tests, one process per test, with the timeouts in .config/nextest.toml.
