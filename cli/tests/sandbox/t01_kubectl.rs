@@ -93,6 +93,10 @@ fn kubectl_round_trips_every_kind_and_every_verb_behaves() {
         assert!(got["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36), "{got}");
         assert!(got["metadata"]["resourceVersion"].as_str().is_some(), "{got}");
     }
+    // `-o yaml` prints the same object.
+    let yaml = sandbox.ok(&["get", "deployment", "web", "-n", "mysql", "-o", "yaml"]);
+    let from_yaml: Value = serde_saphyr::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml, sandbox.get_json(&["deployment", "web", "-n", "mysql"]));
     let svc = sandbox.get_json(&["service", "db", "-n", "mysql"]);
     assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.starts_with("10.96.")), "{svc}");
     assert!(
