@@ -134,6 +134,21 @@ fn walk(v: &Value, name: &str, path: Path, keyed: bool, set: &mut FieldSet) {
     }
 }
 
+/// Whether a path ends at a keyed list item (`k:{...}`).
+fn is_item(path: &[Step]) -> bool {
+    matches!(path.last(), Some(Step::Key(_)))
+}
+
+/// The field names of the key of the item a path ends at.
+fn key_fields(path: &[Step]) -> Vec<String> {
+    match path.last() {
+        Some(Step::Key(k)) => serde_json::from_str::<Map<String, Value>>(k)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
 /// The value at a path, resolving keyed list items.
 pub(crate) fn value_at<'a>(obj: &'a Value, path: &[Step]) -> Option<&'a Value> {
     let mut at = obj;
@@ -323,9 +338,14 @@ pub(crate) fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer<'_>
     for e in &mut entries {
         e.set.retain(|p| all.contains(p));
     }
+    // A keyed list item changes hands only when it is added; a change inside it is a change of
+    // the fields that changed, not of the item.
     let changed: FieldSet = fields_of(new, w.part, w.keyed)
         .into_iter()
-        .filter(|p| old.and_then(|o| value_at(o, p)) != value_at(new, p))
+        .filter(|p| {
+            let before = old.and_then(|o| value_at(o, p));
+            if is_item(p) { before.is_none() } else { before != value_at(new, p) }
+        })
         .collect();
     if !changed.is_empty() {
         for e in entries.iter_mut() {
@@ -413,7 +433,8 @@ pub(crate) fn apply(
     let mut conflicts: Vec<(String, String)> = Vec::new();
     let mut contested: FieldSet = FieldSet::new();
     if let Some(live) = live {
-        for path in &applied {
+        // Items are never contested themselves: their fields are.
+        for path in applied.iter().filter(|p| !is_item(p)) {
             let live_value = value_at(live, path);
             if live_value.is_none() || live_value == value_at(config, path) {
                 continue;
@@ -456,10 +477,23 @@ pub(crate) fn apply(
     // Remove deeper paths first so a removed item's children never linger.
     dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for path in dropped {
-        // Keep a map whose children others still own.
+        // Keep a map or item whose children others still own, and the merge key of any item
+        // that stays (an item without its key would be corrupt).
         let others_below =
             owned_by_others.iter().any(|o| o.len() > path.len() && o.starts_with(path));
-        if !others_below {
+        let merge_key_of_kept_item = match path.split_last() {
+            Some((Step::Field(field), parent))
+                if parent.last().is_some_and(|s| matches!(s, Step::Key(_))) =>
+            {
+                key_fields(parent).contains(field) && value_at(&merged, parent).is_some() && {
+                    let item_dropped = previous.contains(parent) && !applied.contains(parent);
+                    let others_own_item = owned_by_others.iter().any(|o| o.starts_with(parent));
+                    !item_dropped || others_own_item
+                }
+            }
+            _ => false,
+        };
+        if !others_below && !merge_key_of_kept_item {
             remove_at(&mut merged, path);
         }
     }
@@ -561,5 +595,26 @@ mod tests {
             apply(Some(&scaled), &no_replicas, &writer("avocet"), false).expect("no conflict");
         assert_eq!(kept["spec"]["replicas"], 5);
         assert_eq!(kept["spec"]["template"]["spec"]["containers"][0]["image"], "a:2");
+    }
+
+    #[test]
+    fn a_keyed_item_edited_by_another_manager_keeps_its_key_and_conflicts_only_on_the_field() {
+        let created = apply(None, &deployment(3, "a:1"), &writer("avocet"), false).expect("create");
+        let mut set_image = created.clone();
+        set_image["spec"]["template"]["spec"]["containers"][0]["image"] = json!("b:1");
+        record_update(Some(&created), &mut set_image, &writer("kubectl-set"));
+        let err = apply(Some(&set_image), &deployment(3, "c:1"), &writer("avocet"), false)
+            .expect_err("the image is contested");
+        let causes = err.details.as_ref().and_then(|d| d["causes"].as_array()).map(Vec::len);
+        assert_eq!(causes, Some(1), "{}", err.message);
+        assert!(err.message.contains("].image"), "{}", err.message);
+        // Applying without the container: the item stays (kubectl-set owns its image), named.
+        let mut no_containers = deployment(3, "a:1");
+        no_containers["spec"]["template"]["spec"]["containers"] = json!([]);
+        let kept =
+            apply(Some(&set_image), &no_containers, &writer("avocet"), false).expect("applies");
+        let containers = &kept["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["name"], "app", "{kept}");
+        assert_eq!(containers[0]["image"], "b:1", "{kept}");
     }
 }

@@ -24,6 +24,9 @@ use crate::select::{FieldSelector, LabelSelector};
 use crate::store::{Change, EventType, Store};
 use crate::table;
 
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
+
 /// The version `/version` reports: the Kubernetes API the sandbox follows (k8s-openapi v1_33).
 const KUBE_MINOR: &str = "33";
 
@@ -218,7 +221,19 @@ pub(crate) async fn serve(
             return Ok(error_response(&ApiError::unauthorized()));
         }
     }
-    let response = match route(&shared, &call) {
+    // A bug must not cost the client its connection: a panic is a 500 like any other error.
+    let routed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| route(&shared, &call)))
+        .unwrap_or_else(|_| {
+            Err(ApiError::internal(format!("the sandbox failed on {} {}", call.method, call.path)))
+        });
+    // 11: a change that could not be journalled is in memory only; the client must know.
+    let routed = match (routed, shared.store().take_journal_error()) {
+        (Ok(_), Some(error)) => Err(ApiError::internal(format!(
+            "the change was made in memory but could not be written to the data directory ({error}); it will be lost on restart"
+        ))),
+        (routed, _) => routed,
+    };
+    let response = match routed {
         Ok(Routed::Json(status, v)) => json_response(status, &v),
         Ok(Routed::Raw(status, content_type, bytes)) => full(status, content_type, bytes),
         Ok(Routed::Watch(body)) => {
@@ -408,9 +423,10 @@ fn item(
         Method::PATCH => {
             let kind = PatchType::from_content_type(&call.content_type)?;
             let opts = call.write_opts()?;
-            let existed = ops::get(&shared.store(), rt, namespace, name).is_ok();
+            let mut store = shared.store();
+            let existed = ops::get(&store, rt, namespace, name).is_ok();
             let out = ops::patch(
-                &mut shared.store(),
+                &mut store,
                 rt,
                 namespace,
                 name,
@@ -551,20 +567,27 @@ impl WatchFilter {
         ops::selected(&self.labels, &self.fields, obj)
     }
 
-    /// The event a watcher sees for a change: an object entering the selection is ADDED, one
-    /// leaving it is DELETED.
-    fn event(&self, change: &Change) -> Option<&'static str> {
+    /// The event a watcher sees for a change, and the object it carries: an object entering the
+    /// selection is ADDED; one leaving it is DELETED, carrying its last selected state at the
+    /// change's resourceVersion, as a real server's watch cache does.
+    fn event(&self, change: &Change) -> Option<(&'static str, Value)> {
         if !self.covers(change) {
             return None;
         }
         let now = self.selects(&change.object);
-        let before = change.previous.as_ref().is_some_and(|p| self.selects(p));
+        let before = change.previous.as_ref().filter(|p| self.selects(p));
         match change.kind {
-            EventType::Added if now => Some("ADDED"),
-            EventType::Modified if now && before => Some("MODIFIED"),
-            EventType::Modified if now => Some("ADDED"),
-            EventType::Modified if before => Some("DELETED"),
-            EventType::Deleted if now => Some("DELETED"),
+            EventType::Added if now => Some(("ADDED", change.object.clone())),
+            EventType::Modified if now && before.is_some() => {
+                Some(("MODIFIED", change.object.clone()))
+            }
+            EventType::Modified if now => Some(("ADDED", change.object.clone())),
+            EventType::Modified => before.map(|p| {
+                let mut last = p.clone();
+                last["metadata"]["resourceVersion"] = json!(change.rv.to_string());
+                ("DELETED", last)
+            }),
+            EventType::Deleted if now => Some(("DELETED", change.object.clone())),
             _ => None,
         }
     }
@@ -606,6 +629,7 @@ fn watch(
     };
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut first: Vec<Bytes> = Vec::new();
+    let resume_from: u64;
     let receiver = {
         let store = shared.store();
         let from = if requested.is_empty() || requested == "0" || initial_events {
@@ -625,11 +649,12 @@ fn watch(
         if initial_events {
             first.push(line("BOOKMARK", &bookmark(rt, store.rv(), true)));
         }
+        resume_from = store.rv();
         match store.watch_from(from) {
             Some((past, receiver)) => {
                 for change in past {
-                    if let Some(kind) = filter.event(&change) {
-                        first.push(line(kind, &render(rt, &change.object)));
+                    if let Some((kind, object)) = filter.event(&change) {
+                        first.push(line(kind, &render(rt, &object)));
                     }
                 }
                 Some(receiver)
@@ -652,12 +677,17 @@ fn watch(
         let Some(mut receiver) = receiver else { return };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let mut last_rv = 0_u64;
+        // Every change reaches this task, selected or not, so after each one the watcher is
+        // up to date to its version; bookmarks tell it so even when nothing it selects moves.
+        let mut last_rv = resume_from;
+        let mut bookmark_every = tokio::time::interval(BOOKMARK_EVERY);
+        bookmark_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        bookmark_every.tick().await;
         loop {
             let next = tokio::select! {
                 () = &mut deadline => return,
                 () = tx.closed() => return,
-                () = tokio::time::sleep(Duration::from_secs(15)), if bookmarks && last_rv > 0 => {
+                _ = bookmark_every.tick(), if bookmarks => {
                     if tx.send(line("BOOKMARK", &bookmark(&rt, last_rv, false))).await.is_err() {
                         return;
                     }
@@ -667,9 +697,9 @@ fn watch(
             };
             match next {
                 Ok(change) => {
-                    last_rv = change.rv;
-                    if let Some(kind) = filter.event(&change)
-                        && tx.send(line(kind, &render(&rt, &change.object))).await.is_err()
+                    last_rv = last_rv.max(change.rv);
+                    if let Some((kind, object)) = filter.event(&change)
+                        && tx.send(line(kind, &render(&rt, &object))).await.is_err()
                     {
                         return;
                     }
@@ -695,6 +725,31 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_leaving_a_selection_is_deleted_with_its_last_selected_state() {
+        let filter = WatchFilter {
+            group: String::new(),
+            plural: "configmaps".to_owned(),
+            namespace: None,
+            labels: LabelSelector::parse("app=web").expect("selector"),
+            fields: FieldSelector::default(),
+        };
+        let labelled = |app: &str| json!({"metadata": {"name": "a", "labels": {"app": app}, "resourceVersion": "4"}});
+        let change = Change {
+            rv: 5,
+            kind: EventType::Modified,
+            key: (String::new(), "configmaps".to_owned(), "default".to_owned(), "a".to_owned()),
+            object: labelled("api"),
+            previous: Some(labelled("web")),
+        };
+        let (kind, object) = filter.event(&change).expect("an event");
+        assert_eq!(kind, "DELETED");
+        assert_eq!(object["metadata"]["labels"]["app"], "web");
+        assert_eq!(object["metadata"]["resourceVersion"], "5");
+        let back = Change { object: labelled("web"), previous: Some(labelled("api")), ..change };
+        assert_eq!(filter.event(&back).map(|(k, _)| k), Some("ADDED"));
+    }
 
     #[test]
     fn query_strings_decode_selectors() {

@@ -185,7 +185,12 @@ pub(crate) fn on_create(rt: &ResourceType, obj: &mut Value, store: &Store) -> Ap
     match rt.plural.as_str() {
         "namespaces" => {
             let name = name_of(obj).to_owned();
-            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if !obj["metadata"]["labels"].is_object() {
+                obj["metadata"]["labels"] = json!({});
+            }
+            if let Some(labels) = obj["metadata"]["labels"].as_object_mut() {
+                labels.insert("kubernetes.io/metadata.name".to_owned(), json!(name));
+            }
             obj["spec"] = json!({ "finalizers": ["kubernetes"] });
             obj["status"] = json!({ "phase": "Active" });
         }
@@ -256,10 +261,14 @@ fn crd_status(names: &Value, storage: &Value, now: &str) -> Value {
     })
 }
 
-fn used_by_services(store: &Store) -> (Vec<String>, Vec<u64>) {
+/// Cluster IPs and node ports every other Service holds.
+fn used_by_services(store: &Store, this: (&str, &str)) -> (Vec<String>, Vec<u64>) {
     let mut ips = Vec::new();
     let mut ports = Vec::new();
-    for (_, svc) in store.range("", "services", None) {
+    for (key, svc) in store.range("", "services", None) {
+        if (key.2.as_str(), key.3.as_str()) == this {
+            continue;
+        }
         if let Some(ip) = svc["spec"]["clusterIP"].as_str() {
             ips.push(ip.to_owned());
         }
@@ -276,7 +285,8 @@ fn used_by_services(store: &Store) -> (Vec<String>, Vec<u64>) {
 /// default kube-apiserver; a requested one already in use is refused.
 fn allocate_service(obj: &mut Value, store: &Store) -> ApiResult<()> {
     let name = name_of(obj).to_owned();
-    let (ips, node_ports) = used_by_services(store);
+    let namespace = obj["metadata"]["namespace"].as_str().unwrap_or_default().to_owned();
+    let (ips, node_ports) = used_by_services(store, (&namespace, &name));
     let spec = &mut obj["spec"];
     if !spec.is_object() {
         *spec = json!({});
@@ -317,6 +327,18 @@ fn allocate_service(obj: &mut Value, store: &Store) -> ApiResult<()> {
     let mut taken = node_ports;
     if let Some(ports) = spec["ports"].as_array_mut() {
         for (i, port) in ports.iter_mut().enumerate() {
+            if !port.is_object() || !port["port"].as_i64().is_some_and(|p| (1..=65535).contains(&p))
+            {
+                return Err(ApiError::invalid(
+                    "Service",
+                    &name,
+                    &format!("spec.ports[{i}].port"),
+                    &format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        port.get("port").unwrap_or(port)
+                    ),
+                ));
+            }
             if port["protocol"].is_null() {
                 port["protocol"] = json!("TCP");
             }
@@ -355,6 +377,50 @@ fn allocate_service(obj: &mut Value, store: &Store) -> ApiResult<()> {
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// What a real server fills in on update: a Service keeps the cluster IP and node ports it was
+/// allocated when the update leaves them out, and gets node ports for new ports of a NodePort
+/// or LoadBalancer type.
+pub(crate) fn on_update(
+    rt: &ResourceType,
+    old: &Value,
+    new: &mut Value,
+    store: &Store,
+) -> ApiResult<()> {
+    if rt.custom || !rt.group.is_empty() || rt.plural != "services" || !new["spec"].is_object() {
+        return Ok(());
+    }
+    let (old_spec, spec) = (&old["spec"], &mut new["spec"]);
+    if spec["clusterIP"].as_str().is_none_or(str::is_empty) && old_spec["clusterIP"].is_string() {
+        for carried in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+            if !old_spec[carried].is_null() {
+                spec[carried] = old_spec[carried].clone();
+            }
+        }
+    }
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for port in ports.iter_mut().filter(|p| p.is_object() && p["nodePort"].is_null()) {
+            let same = old_spec["ports"].as_array().into_iter().flatten().find(|o| {
+                o["port"] == port["port"]
+                    && o["protocol"].as_str().unwrap_or("TCP")
+                        == port["protocol"].as_str().unwrap_or("TCP")
+            });
+            if let Some(node_port) = same.map(|o| &o["nodePort"]).filter(|n| !n.is_null()) {
+                port["nodePort"] = node_port.clone();
+            }
+        }
+    }
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP");
+    let needs_ports = (kind == "NodePort" || kind == "LoadBalancer")
+        && spec["ports"]
+            .as_array()
+            .is_some_and(|ports| ports.iter().any(|p| p["nodePort"].is_null()));
+    if needs_ports {
+        // Allocate as on create; this Service's own ports are already counted as taken.
+        allocate_service(new, store)?;
     }
     Ok(())
 }

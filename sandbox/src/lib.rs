@@ -53,6 +53,12 @@ use tokio::task::JoinHandle;
 
 pub use error::ApiError;
 
+/// The token a kubeconfig for an open sandbox (no `--token`) carries.
+const OPEN_SANDBOX_TOKEN: &str = "any-token-is-accepted";
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How to run a sandbox.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -179,10 +185,15 @@ async fn accept_loop(
         let mut stop = stopped.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(stream) => stream,
-                Err(e) => {
+            let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
                     tracing::debug!(error = %e, "sandbox TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("sandbox TLS handshake timed out");
                     return;
                 }
             };
@@ -207,10 +218,10 @@ async fn accept_loop(
 pub fn kubeconfig_yaml(server: &str, ca_pem: &str, token: Option<&str>) -> String {
     use base64::Engine as _;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let user = match token {
-        Some(t) => format!("    token: {}\n", serde_json::Value::from(t)),
-        None => "    {}\n".to_owned(),
-    };
+    // A sandbox without a token accepts any client, but kubectl with no credentials at all
+    // prompts for a user name and password; a placeholder token keeps it quiet.
+    let token = token.unwrap_or(OPEN_SANDBOX_TOKEN);
+    let user = format!("    token: {}\n", serde_json::Value::from(token));
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: sandbox\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: sandbox\n  user:\n{user}contexts:\n- name: sandbox\n  context:\n    cluster: sandbox\n    user: sandbox\n    namespace: default\ncurrent-context: sandbox\npreferences: {{}}\n"
     )

@@ -66,6 +66,8 @@ pub(crate) struct DeleteOpts {
     pub(crate) uid: Option<String>,
     /// Precondition on the resourceVersion.
     pub(crate) resource_version: Option<String>,
+    /// `dryRun: ["All"]` in the body (kubectl and kube-rs send it there, not in the query).
+    pub(crate) dry_run: bool,
 }
 
 impl DeleteOpts {
@@ -83,6 +85,7 @@ impl DeleteOpts {
         } else if v["orphanDependents"] == true {
             opts.propagation = Some("Orphan".to_owned());
         }
+        opts.dry_run = v["dryRun"].as_array().is_some_and(|d| d.iter().any(|x| x == "All"));
         opts.uid = v["preconditions"]["uid"].as_str().map(str::to_owned);
         opts.resource_version = v["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
         if let Some(p) = opts.propagation.as_deref()
@@ -460,10 +463,18 @@ fn replace(
         return Err(conflict(rt, &name));
     }
     if part == Part::Status {
-        let status = new["status"].clone();
+        let status = new.get("status").cloned();
         let managed = new["metadata"]["managedFields"].clone();
         new = current.clone();
-        new["status"] = status;
+        match (status, new.as_object_mut()) {
+            (Some(status), Some(m)) => {
+                m.insert("status".to_owned(), status);
+            }
+            (None, Some(m)) => {
+                m.remove("status");
+            }
+            _ => {}
+        }
         if matches!(manage, Manage::Done) {
             new["metadata"]["managedFields"] = managed;
         }
@@ -510,6 +521,7 @@ fn replace(
     }
     kinds::normalize(rt, &mut new);
     kinds::validate(rt, &new)?;
+    kinds::on_update(rt, current, &mut new, store)?;
     kinds::validate_update(rt, current, &new)?;
     if matches!(manage, Manage::Update) {
         let (now, api_version) = (now(), rt.api_version());
@@ -522,8 +534,11 @@ fn replace(
     if comparable(&new) == comparable(current) {
         return Ok(present(rt, current));
     }
+    // Being deleted and no finalizer left but the collector's: it goes now, unless it is a
+    // namespace or definition that still has contents.
     let finalized = !new["metadata"]["deletionTimestamp"].is_null()
-        && new["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty);
+        && user_finalizers(&new) == 0
+        && !contents_remain(store, &key);
     if opts.dry_run {
         return Ok(present(rt, &new));
     }
@@ -531,8 +546,12 @@ fn replace(
         store.registry.install_crd(&new)?;
     }
     if finalized {
+        let policy = policy_from_finalizers(&new);
+        if let Some(list) = new["metadata"]["finalizers"].as_array_mut() {
+            list.retain(|f| f != ORPHAN_FINALIZER && f != FOREGROUND_FINALIZER);
+        }
         let gone = store.put(key.clone(), new);
-        remove_now(store, rt, &key, "Background");
+        remove_now(store, rt, &key, policy);
         return Ok(present(rt, &gone));
     }
     Ok(present(rt, &store.put(key, new)))
@@ -733,7 +752,19 @@ pub(crate) fn write_scale(
         ));
     }
     let mut new = present(rt, &current);
-    new["spec"]["replicas"] = replicas.clone();
+    match new.get_mut("spec").and_then(Value::as_object_mut) {
+        Some(spec) => {
+            spec.insert("replicas".to_owned(), replicas.clone());
+        }
+        None => {
+            return Err(ApiError::invalid(
+                &rt.kind,
+                name,
+                "spec",
+                "Required value: the object has no spec to scale",
+            ));
+        }
+    }
     let done = replace(store, rt, key, &current, new, main_part(rt), opts, Manage::Update)?;
     scale_of(rt, &done)
 }
@@ -775,7 +806,7 @@ pub(crate) fn delete(
             ),
         ));
     }
-    if opts.dry_run {
+    if opts.dry_run || d.dry_run {
         return Ok(present(rt, &current));
     }
     let policy = d.propagation.clone().unwrap_or_else(|| "Background".to_owned());
@@ -791,16 +822,40 @@ fn delete_key(store: &mut Store, key: &Key, policy: &str) -> Value {
     let Some(current) = store.get(key).cloned() else { return Value::Null };
     let is_namespace = key.0.is_empty() && key.1 == "namespaces";
     let is_crd = key.0 == "apiextensions.k8s.io";
-    let has_finalizers =
-        current["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let has_finalizers = user_finalizers(&current) > 0;
     if has_finalizers || is_namespace || is_crd {
         let mut marked = current.clone();
+        let mut changed = false;
         if marked["metadata"]["deletionTimestamp"].is_null() {
-            marked["metadata"]["deletionTimestamp"] = json!(now());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            if is_namespace {
-                marked["status"]["phase"] = json!("Terminating");
+            if let Some(meta) = marked["metadata"].as_object_mut() {
+                meta.insert("deletionTimestamp".to_owned(), json!(now()));
+                meta.insert("deletionGracePeriodSeconds".to_owned(), json!(0));
             }
+            if is_namespace {
+                match marked.get_mut("status").and_then(Value::as_object_mut) {
+                    Some(status) => {
+                        status.insert("phase".to_owned(), json!("Terminating"));
+                    }
+                    None => marked["status"] = json!({ "phase": "Terminating" }),
+                }
+            }
+            changed = true;
+        }
+        // The garbage collector's own finalizers say how to treat dependents once the others
+        // are gone, as on a real server.
+        let gc = match policy {
+            "Orphan" => Some(ORPHAN_FINALIZER),
+            "Foreground" => Some(FOREGROUND_FINALIZER),
+            _ => None,
+        };
+        if let (true, Some(gc)) = (has_finalizers, gc)
+            && let Some(list) = marked["metadata"]["finalizers"].as_array_mut()
+            && !list.iter().any(|f| f == gc)
+        {
+            list.push(json!(gc));
+            changed = true;
+        }
+        if changed {
             marked = store.put(key.clone(), marked);
         }
         if is_namespace {
@@ -836,6 +891,32 @@ fn delete_key(store: &mut Store, key: &Key, policy: &str) -> Value {
     }
 }
 
+/// The garbage collector's finalizer for an orphaning deletion.
+const ORPHAN_FINALIZER: &str = "orphan";
+/// The garbage collector's finalizer for a foreground deletion.
+const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+/// Finalizers other than the garbage collector's.
+fn user_finalizers(obj: &Value) -> usize {
+    obj["metadata"]["finalizers"].as_array().map_or(0, |f| {
+        f.iter().filter(|f| *f != ORPHAN_FINALIZER && *f != FOREGROUND_FINALIZER).count()
+    })
+}
+
+/// The propagation policy the garbage collector's finalizers record.
+fn policy_from_finalizers(obj: &Value) -> &'static str {
+    let has = |name: &str| {
+        obj["metadata"]["finalizers"].as_array().is_some_and(|f| f.iter().any(|x| x == name))
+    };
+    if has(ORPHAN_FINALIZER) {
+        "Orphan"
+    } else if has(FOREGROUND_FINALIZER) {
+        "Foreground"
+    } else {
+        "Background"
+    }
+}
+
 fn contents_remain(store: &Store, key: &Key) -> bool {
     if key.0.is_empty() && key.1 == "namespaces" {
         return !store.in_namespace(&key.3).is_empty();
@@ -852,17 +933,9 @@ fn contents_remain(store: &Store, key: &Key) -> bool {
     false
 }
 
-/// Removes an object now, then its dependents (ownerReferences) per the policy, then any
-/// namespace or definition that was waiting for it.
-fn remove_now(store: &mut Store, rt: &ResourceType, key: &Key, policy: &str) -> Value {
-    let Some(gone) = store.remove(key) else { return Value::Null };
-    if rt.group == "apiextensions.k8s.io"
-        && let (Some(group), Some(plural)) =
-            (gone["spec"]["group"].as_str(), gone["spec"]["names"]["plural"].as_str())
-    {
-        store.registry.remove_crd(group, plural);
-    }
-    let uid = gone["metadata"]["uid"].as_str().unwrap_or_default().to_owned();
+/// What the garbage collector does for a deleted owner: dependents that have no other owner are
+/// deleted with the same policy (Background, Foreground) or kept without the reference (Orphan).
+fn collect_dependents(store: &mut Store, uid: &str, policy: &str) {
     let dependents: Vec<(Key, Value)> = store
         .all()
         .filter(|(_, obj)| {
@@ -876,17 +949,41 @@ fn remove_now(store: &mut Store, rt: &ResourceType, key: &Key, policy: &str) -> 
         let refs = dep["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
         let rest: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != uid).collect();
         if policy == "Orphan" || !rest.is_empty() {
-            if rest.is_empty() {
-                if let Some(m) = dep["metadata"].as_object_mut() {
+            if let Some(m) = dep["metadata"].as_object_mut() {
+                if rest.is_empty() {
                     m.remove("ownerReferences");
+                } else {
+                    m.insert("ownerReferences".to_owned(), Value::Array(rest));
                 }
-            } else {
-                dep["metadata"]["ownerReferences"] = Value::Array(rest);
             }
             store.put(dep_key, dep);
         } else {
             delete_key(store, &dep_key, policy);
         }
+    }
+}
+
+/// Removes an object now, then its dependents (ownerReferences) per the policy, then any
+/// namespace or definition that was waiting for it.
+fn remove_now(store: &mut Store, rt: &ResourceType, key: &Key, policy: &str) -> Value {
+    let Some(uid) =
+        store.get(key).map(|o| o["metadata"]["uid"].as_str().unwrap_or_default().to_owned())
+    else {
+        return Value::Null;
+    };
+    // Foreground: the dependents go first, then the owner.
+    if policy == "Foreground" {
+        collect_dependents(store, &uid, policy);
+    }
+    let Some(gone) = store.remove(key) else { return Value::Null };
+    if rt.group == "apiextensions.k8s.io"
+        && let (Some(group), Some(plural)) =
+            (gone["spec"]["group"].as_str(), gone["spec"]["names"]["plural"].as_str())
+    {
+        store.registry.remove_crd(group, plural);
+    }
+    if policy != "Foreground" {
+        collect_dependents(store, &uid, policy);
     }
     // A namespace or definition being deleted goes once its last object has.
     let waiting: Vec<Key> = if key.2.is_empty() {

@@ -64,9 +64,25 @@ pub(crate) struct Store {
     history: VecDeque<Arc<Change>>,
     changes: broadcast::Sender<Arc<Change>>,
     journal: Option<BufWriter<File>>,
+    /// The data directory, when journalling.
+    dir: Option<PathBuf>,
+    /// Journal lines written since the last compaction.
+    journal_lines: usize,
+    /// The last journal write failure, until a request reports it.
+    journal_error: Option<String>,
 }
 
 const JOURNAL: &str = "objects.jsonl";
+
+/// Journal lines after which the journal is rewritten (or four per live object, if more).
+const COMPACT_AFTER: usize = 20_000;
+
+/// A journal line for a stored object: the storage key travels with it, so an object stays
+/// readable whatever happens to the version or kind it was written through.
+fn put_line(key: &Key, obj: &Value) -> Value {
+    let (group, plural, namespace, name) = key;
+    json!({ "put": obj, "key": { "group": group, "plural": plural, "namespace": namespace, "name": name } })
+}
 
 impl Store {
     /// An empty store, or the one journalled in `data_dir`.
@@ -79,6 +95,9 @@ impl Store {
             history: VecDeque::new(),
             changes,
             journal: None,
+            dir: data_dir.map(Path::to_path_buf),
+            journal_lines: 0,
+            journal_error: None,
         };
         let fresh = data_dir.is_none_or(|dir| !dir.join(JOURNAL).exists());
         if fresh {
@@ -91,12 +110,7 @@ impl Store {
             if path.exists() {
                 store.replay(&path)?;
             }
-            store.compact(dir)?;
-            let file = OpenOptions::new()
-                .append(true)
-                .open(&path)
-                .with_context(|| format!("cannot open the journal {}", path.display()))?;
-            store.journal = Some(BufWriter::new(file));
+            store.compact_and_reopen()?;
         }
         Ok(store)
     }
@@ -141,7 +155,14 @@ impl Store {
                 let rv =
                     obj["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse::<u64>().ok());
                 self.rv = self.rv.max(rv.unwrap_or(0));
-                let Some(key) = self.key_of(obj) else {
+                let stored = &entry["key"];
+                let field = |f: &str| stored[f].as_str().map(str::to_owned);
+                let recorded =
+                    match (field("group"), field("plural"), field("namespace"), field("name")) {
+                        (Some(g), Some(p), Some(ns), Some(n)) => Some((g, p, ns, n)),
+                        _ => None,
+                    };
+                let Some(key) = recorded.or_else(|| self.key_of(obj)) else {
                     tracing::warn!(
                         line = i + 1,
                         "ignoring a journalled object of a kind no longer served"
@@ -170,6 +191,21 @@ impl Store {
         Ok(())
     }
 
+    /// Rewrites the journal and appends to the new one from here on.
+    fn compact_and_reopen(&mut self) -> anyhow::Result<()> {
+        let Some(dir) = self.dir.clone() else { return Ok(()) };
+        self.journal = None;
+        self.compact(&dir)?;
+        let path = dir.join(JOURNAL);
+        let file = OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the journal {}", path.display()))?;
+        self.journal = Some(BufWriter::new(file));
+        self.journal_lines = self.objects.len();
+        Ok(())
+    }
+
     /// Rewrites the journal as one line per live object (definitions first) and the version.
     fn compact(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(JOURNAL);
@@ -180,8 +216,8 @@ impl Store {
         writeln!(out, "{}", json!({ "resourceVersion": self.rv }))?;
         let crds = self.objects.iter().filter(|(k, _)| k.0 == "apiextensions.k8s.io");
         let rest = self.objects.iter().filter(|(k, _)| k.0 != "apiextensions.k8s.io");
-        for (_, obj) in crds.chain(rest) {
-            writeln!(out, "{}", json!({ "put": obj }))?;
+        for (key, obj) in crds.chain(rest) {
+            writeln!(out, "{}", put_line(key, obj))?;
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))?;
@@ -239,7 +275,7 @@ impl Store {
     pub(crate) fn put(&mut self, key: Key, mut obj: Value) -> Value {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.journal_line(&json!({ "put": obj }));
+        self.journal_line(&put_line(&key, &obj));
         let previous = self.objects.insert(key.clone(), obj.clone());
         let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
         self.record(kind, key, obj.clone(), previous);
@@ -261,12 +297,26 @@ impl Store {
     }
 
     fn journal_line(&mut self, line: &Value) {
-        if let Some(journal) = self.journal.as_mut() {
-            let written = writeln!(journal, "{line}").and_then(|()| journal.flush());
-            if let Err(e) = written {
-                tracing::error!(error = %e, "cannot append to the sandbox journal; the change is kept in memory only");
-            }
+        let Some(journal) = self.journal.as_mut() else { return };
+        let written = writeln!(journal, "{line}").and_then(|()| journal.flush());
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot append to the sandbox journal; the change is kept in memory only");
+            self.journal_error = Some(e.to_string());
+            return;
         }
+        self.journal_lines += 1;
+        // Keep the journal within a small multiple of the live set.
+        if self.journal_lines > COMPACT_AFTER.max(4 * self.objects.len())
+            && let Err(e) = self.compact_and_reopen()
+        {
+            tracing::error!(error = %e, "cannot compact the sandbox journal");
+            self.journal_error = Some(e.to_string());
+        }
+    }
+
+    /// The journal failure since the last call, if any (the request that hit it reports it).
+    pub(crate) fn take_journal_error(&mut self) -> Option<String> {
+        self.journal_error.take()
     }
 
     fn record(&mut self, kind: EventType, key: Key, object: Value, previous: Option<Value>) {

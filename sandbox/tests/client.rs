@@ -296,3 +296,168 @@ async fn a_token_is_required_and_objects_survive_a_restart() {
     assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
     again.shutdown().await;
 }
+
+#[tokio::test]
+async fn deletion_policies_hold_through_finalizers_and_dry_runs() {
+    let sandbox = Sandbox::start_local().await.expect("starts");
+    let client = sandbox.client().await.expect("client");
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+
+    // A dry-run delete (dryRun in the body, as kube and kubectl send it) deletes nothing.
+    cms.create(&PostParams::default(), &cm("dry")).await.expect("created");
+    let dry = DeleteParams { dry_run: true, ..DeleteParams::default() };
+    cms.delete("dry", &dry).await.expect("a dry run answers");
+    cms.get("dry").await.expect("still there");
+
+    // Orphan through a finalizer: the owner waits, then goes, and its dependent stays.
+    let mut owner = cm("owner");
+    owner.metadata.finalizers = Some(vec!["avocet.dev/hold".to_owned()]);
+    let owner = cms.create(&PostParams::default(), &owner).await.expect("owner");
+    let dependent: Secret = serde_json::from_value(json!({"metadata": {"name": "dependent",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+            "uid": owner.metadata.uid.clone().unwrap_or_default()}]}}))
+    .expect("a Secret");
+    secrets.create(&PostParams::default(), &dependent).await.expect("dependent");
+    cms.delete("owner", &DeleteParams::orphan()).await.expect("marked");
+    let marked = cms.get("owner").await.expect("held by its finalizer");
+    let finalizers = marked.metadata.finalizers.clone().unwrap_or_default();
+    assert_eq!(finalizers, ["avocet.dev/hold", "orphan"]);
+    cms.patch(
+        "owner",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([
+        {"op": "remove", "path": "/metadata/finalizers/0"}]))
+            .expect("a JSON patch"),
+        ),
+    )
+    .await
+    .expect("finalizer removed");
+    assert_eq!(api_code(&cms.get("owner").await.expect_err("gone")), 404);
+    let orphan = secrets.get("dependent").await.expect("orphaned, not deleted");
+    assert!(orphan.metadata.owner_references.unwrap_or_default().is_empty());
+
+    // A namespace being deleted waits for what is inside, whatever else is written to it.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": "doomed"}})).expect("a Namespace");
+    namespaces.create(&PostParams::default(), &ns).await.expect("namespace");
+    let inside: Api<ConfigMap> = Api::namespaced(client, "doomed");
+    let mut held = cm("held");
+    held.metadata.finalizers = Some(vec!["avocet.dev/hold".to_owned()]);
+    inside.create(&PostParams::default(), &held).await.expect("held object");
+    namespaces.delete("doomed", &DeleteParams::default()).await.expect("terminating");
+    namespaces
+        .patch(
+            "doomed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"k": "v"}}})),
+        )
+        .await
+        .expect("a terminating namespace can still be labelled");
+    let terminating = namespaces.get("doomed").await.expect("still there");
+    assert_eq!(terminating.status.and_then(|s| s.phase).as_deref(), Some("Terminating"));
+    inside
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("released");
+    assert_eq!(api_code(&inside.get("held").await.expect_err("gone")), 404);
+    assert_eq!(
+        api_code(&namespaces.get("doomed").await.expect_err("gone with its last object")),
+        404
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_service_update_keeps_its_allocations() {
+    use k8s_openapi::api::core::v1::Service;
+    let sandbox = Sandbox::start_local().await.expect("starts");
+    let services: Api<Service> =
+        Api::namespaced(sandbox.client().await.expect("client"), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "db"},
+        "spec": {"type": "NodePort", "ports": [{"port": 3306}]}}))
+    .expect("a Service");
+    let created = services.create(&PostParams::default(), &svc).await.expect("created");
+    let spec = created.spec.clone().expect("spec");
+    let (ip, node_port) =
+        (spec.cluster_ip.clone(), spec.ports.as_ref().and_then(|p| p[0].node_port));
+    assert!(ip.is_some() && node_port.is_some());
+
+    // A replace that leaves the allocations out keeps them, and a new port gets a node port.
+    let mut replacement: Service = serde_json::from_value(json!({"metadata": {"name": "db"},
+        "spec": {"type": "NodePort", "ports": [{"port": 3306}, {"port": 33060, "name": "x"}]}}))
+    .expect("a Service");
+    replacement.metadata.resource_version = created.metadata.resource_version.clone();
+    let replaced =
+        services.replace("db", &PostParams::default(), &replacement).await.expect("replaced");
+    let spec = replaced.spec.expect("spec");
+    assert_eq!(spec.cluster_ip, ip);
+    let ports = spec.ports.expect("ports");
+    assert_eq!(ports[0].node_port, node_port);
+    assert!(ports[1].node_port.is_some_and(|p| Some(p) != node_port));
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn custom_resources_survive_restarts_after_their_definition_changes_version() {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = SandboxConfig { data_dir: Some(dir.path().to_owned()), ..SandboxConfig::local() };
+    let crd = |versions: serde_json::Value| {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": "widgets", "kind": "Widget"}, "versions": versions}})
+    };
+    let crd_api = |client: kube::Client| {
+        let gvk = GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition");
+        Api::<DynamicObject>::all_with(
+            client,
+            &ApiResource::from_gvk_with_plural(&gvk, "customresourcedefinitions"),
+        )
+    };
+    let widgets = |client: kube::Client, version: &str| {
+        let gvk = GroupVersionKind::gvk("example.com", version, "Widget");
+        Api::<DynamicObject>::namespaced_with(
+            client,
+            "default",
+            &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+        )
+    };
+    let sandbox = Sandbox::start(config.clone()).await.expect("starts");
+    let client = sandbox.client().await.expect("client");
+    let v1beta1 = json!([{"name": "v1beta1", "served": true, "storage": true}]);
+    let definition: DynamicObject = serde_json::from_value(crd(v1beta1)).expect("a CRD");
+    crd_api(client.clone()).create(&PostParams::default(), &definition).await.expect("CRD");
+    let widget: DynamicObject = serde_json::from_value(json!({"apiVersion": "example.com/v1beta1",
+        "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}))
+    .expect("a Widget");
+    widgets(client.clone(), "v1beta1")
+        .create(&PostParams::default(), &widget)
+        .await
+        .expect("widget");
+    let v1_only = json!({"spec": {"versions": [{"name": "v1", "served": true, "storage": true}]}});
+    crd_api(client)
+        .patch("widgets.example.com", &PatchParams::default(), &Patch::Merge(v1_only))
+        .await
+        .expect("served at v1 only");
+    let client = sandbox.client().await.expect("client");
+    widgets(client, "v1").get("w").await.expect("served at the new version");
+    let addr = sandbox.addr();
+    sandbox.shutdown().await;
+    for _ in 0..2 {
+        let again = Sandbox::start(SandboxConfig { listen: addr, ..config.clone() })
+            .await
+            .expect("restarts");
+        let kept =
+            widgets(again.client().await.expect("client"), "v1").get("w").await.expect("survived");
+        assert_eq!(kept.data["spec"]["size"], 1);
+        again.shutdown().await;
+    }
+}
