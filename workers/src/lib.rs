@@ -10,3 +10,5 @@
 //! Workers never touch Raft: they receive a migration and report an outcome, and
 //! `avocet-server` turns outcomes into proposals. Only this crate names actix (an architecture
 //! invariant, checked by the tidy test). The worker and Kubernetes issues fill it in.
+
+pub mod resources;
