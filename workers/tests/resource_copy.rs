@@ -11,6 +11,7 @@ use std::process::Command;
 
 use avocet_sandbox::Sandbox;
 use avocet_types::migration::{MigrationSpec, MigrationStatusType};
+use avocet_workers::resources::activate::{Direction, switch};
 use avocet_workers::resources::copy::{CopyReport, CopyRequest, copy};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -321,4 +322,41 @@ async fn a_mysql_namespace_becomes_a_standby_and_only_changes_travel_again() {
         !left.contains("configmap/scratch") && left.contains("configmap/standby-only"),
         "{left}"
     );
+
+    // Failover: activation brings the applications back as they ran on the source.
+    let client = destination.sandbox.client().await.unwrap();
+    let mysql = ["mysql".to_owned()];
+    let lines = switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap();
+    for expected in [
+        "Updated replicas for deployment mysql/web to 3",
+        "Updated replicas for statefulset mysql/db to 1",
+        "Updated suspend for cronjob mysql/backup to false",
+        "Released daemonset mysql/agent",
+        "Updated spec.stopped for cassandradatacenter mysql/dc1 to false",
+    ] {
+        assert!(lines.iter().any(|l| l == expected), "missing {expected:?} in {lines:#?}");
+    }
+    assert_eq!(destination.get(&["deployment", "web", "-n", "mysql"])["spec"]["replicas"], 3);
+    assert_eq!(destination.get(&["statefulset", "db", "-n", "mysql"])["spec"]["replicas"], 1);
+    assert_eq!(destination.get(&["cronjob", "backup", "-n", "mysql"])["spec"]["suspend"], false);
+    assert!(destination.get(&["daemonset", "agent", "-n", "mysql"])["spec"]["template"]["spec"]["nodeSelector"].as_object().is_none_or(serde_json::Map::is_empty));
+    assert_eq!(destination.get(&["cassdc", "dc1", "-n", "mysql"])["spec"]["stopped"], false);
+    assert!(
+        switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap().is_empty(),
+        "activating twice changes nothing"
+    );
+
+    // Failback preparation: deactivation stops them again.
+    let lines = switch(&client, Some(&mysql), &[], Direction::Deactivate).await.unwrap();
+    assert!(
+        lines.iter().any(|l| l == "Updated replicas for deployment mysql/web to 0"),
+        "{lines:#?}"
+    );
+    assert_eq!(destination.get(&["deployment", "web", "-n", "mysql"])["spec"]["replicas"], 0);
+    assert_eq!(destination.get(&["cronjob", "backup", "-n", "mysql"])["spec"]["suspend"], true);
+    assert_eq!(
+        destination.get(&["daemonset", "agent", "-n", "mysql"])["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"avocet.dev/standby-hold": "true"})
+    );
+    assert_eq!(destination.get(&["cassdc", "dc1", "-n", "mysql"])["spec"]["stopped"], true);
 }

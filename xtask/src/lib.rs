@@ -25,7 +25,14 @@ pub const ALLOWED_INTERNAL_EDGES: &[(&str, &[&str])] = &[
     ("avocet-sandbox", &["avocet-types"]),
     (
         "avocet-cli",
-        &["avocet-server", "avocet-sandbox", "avocet-proto", "avocet-scheduler", "avocet-types"],
+        &[
+            "avocet-server",
+            "avocet-sandbox",
+            "avocet-proto",
+            "avocet-scheduler",
+            "avocet-types",
+            "avocet-workers",
+        ],
     ),
     ("avocet-chaos-tests", &["avocet-scheduler", "avocet-sandbox", "avocet-proto", "avocet-types"]),
     ("avocet-xtask", &[]),

@@ -32,7 +32,7 @@ async fn connect(server: &ServerArgs, streaming: bool) -> anyhow::Result<Client>
     Ok(CatalogClient::with_interceptor(channel, interceptor))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 

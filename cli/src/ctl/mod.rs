@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod activate;
 mod catalog;
 mod client;
 mod cluster;
@@ -93,6 +94,10 @@ enum Command {
     /// Cancels a migration that has not ended.
     #[command(subcommand)]
     Cancel(CancelCommand),
+    /// Starts the migrated applications on this (destination) cluster: failover.
+    Activate(activate::ActivateArgs),
+    /// Stops the migrated applications on this (destination) cluster again.
+    Deactivate(activate::ActivateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -315,6 +320,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Cancel(CancelCommand::Migration { name, namespace }) => {
             catalog::cancel_migration(&cli.server, &name, namespace, &mut out)
         }
+        Command::Activate(args) => {
+            activate::run(&args, avocet_workers::resources::activate::Direction::Activate, &mut out)
+        }
+        Command::Deactivate(args) => activate::run(
+            &args,
+            avocet_workers::resources::activate::Direction::Deactivate,
+            &mut out,
+        ),
     };
     match result {
         Ok(code) => code,

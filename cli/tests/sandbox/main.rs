@@ -7,3 +7,4 @@ mod harness;
 mod t01_kubectl;
 mod t02_process;
 mod t03_generators;
+mod t04_activate;

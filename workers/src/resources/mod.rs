@@ -12,6 +12,7 @@
 //! user changed on the standby keeps what Avocet does not manage; DaemonSets are held off the
 //! standby; purge removes only objects Avocet migrated; and every failure names the object.
 
+pub mod activate;
 pub mod copy;
 pub mod kinds;
 pub mod registrations;
