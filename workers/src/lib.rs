@@ -11,4 +11,5 @@
 //! `avocet-server` turns outcomes into proposals. Only this crate names actix (an architecture
 //! invariant, checked by the tidy test). The worker and Kubernetes issues fill it in.
 
+pub mod pairing;
 pub mod resources;

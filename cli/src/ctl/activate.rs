@@ -50,8 +50,8 @@ async fn client(args: &ActivateArgs) -> anyhow::Result<kube::Client> {
 async fn registrations(client: &kube::Client) -> Vec<ApplicationResource> {
     let resource = ApiResource {
         group: avocet_types::API_GROUP.to_owned(),
-        version: "v1alpha1".to_owned(),
-        api_version: avocet_types::API_VERSION.to_owned(),
+        version: avocet_types::API_VERSION.to_owned(),
+        api_version: avocet_types::meta::API_GROUP_VERSION.to_owned(),
         kind: "ApplicationRegistration".to_owned(),
         plural: "applicationregistrations".to_owned(),
     };

@@ -11,6 +11,7 @@ mod activate;
 mod catalog;
 mod client;
 mod cluster;
+mod generate;
 mod preview;
 mod validate;
 
@@ -94,6 +95,8 @@ enum Command {
     /// Cancels a migration that has not ended.
     #[command(subcommand)]
     Cancel(CancelCommand),
+    /// Prints a ClusterPair for this (destination) cluster, to create on the source.
+    Generate(generate::GenerateArgs),
     /// Starts the migrated applications on this (destination) cluster: failover.
     Activate(activate::ActivateArgs),
     /// Stops the migrated applications on this (destination) cluster again.
@@ -320,6 +323,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Cancel(CancelCommand::Migration { name, namespace }) => {
             catalog::cancel_migration(&cli.server, &name, namespace, &mut out)
         }
+        Command::Generate(args) => generate::run(&args, &mut out),
         Command::Activate(args) => {
             activate::run(&args, avocet_workers::resources::activate::Direction::Activate, &mut out)
         }

@@ -8,3 +8,4 @@ mod t01_kubectl;
 mod t02_process;
 mod t03_generators;
 mod t04_activate;
+mod t05_generate;
