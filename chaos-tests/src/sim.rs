@@ -786,6 +786,9 @@ fn describe(command: &Command, response: &Response) -> String {
         Command::Timeout { migration, stage, .. } => write!(line, "Timeout {migration} {stage:?}"),
         Command::Cancel { migration, .. } => write!(line, "Cancel {migration}"),
         Command::Configure { .. } => write!(line, "Configure"),
+        Command::PairHealth { pair, scheduler, storage, .. } => {
+            write!(line, "PairHealth {pair} {scheduler:?} {storage:?}")
+        }
     };
     let _ = match response {
         Response::Fired { coalesced, disposition, .. } => {

@@ -106,6 +106,9 @@ struct ServeArgs {
     /// Gives the PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Re-checks every ClusterPair's destination this often while leading [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pair_check_interval: Option<String>,
     /// Writes logs as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -173,6 +176,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         clock_epoch: args.clock_epoch,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        pair_check_interval: args.pair_check_interval,
     })?;
     runtime()?.block_on(avocet_server::serve(config, shutdown_signal()))?;
     Ok(())

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
 use avocet_types::Kind;
+use avocet_types::clusterpair::ClusterPairStatusType;
 use avocet_types::meta::API_GROUP_VERSION;
 use avocet_types::migration::{
     Migration, MigrationStage, MigrationStatus, MigrationStatusType, MigrationSummary,
@@ -106,6 +107,9 @@ impl Catalog {
                 self.expire_lease(&migration, token, at, now)
             }
             Command::Timeout { migration, stage, at } => self.timeout(&migration, stage, at, now),
+            Command::PairHealth { pair, scheduler, storage, reason, .. } => {
+                self.pair_health(&pair, scheduler, storage, &reason, now)
+            }
         };
         match result {
             // Only a command that changed something moves the group's record clock.
@@ -630,6 +634,55 @@ impl Catalog {
         }
         self.reindex(key);
         Ok(Response::Suspended { changed: true })
+    }
+
+    /// Records a pair's checked health; an event marks each status that changes.
+    fn pair_health(
+        &mut self,
+        key: &ObjectKey,
+        scheduler: ClusterPairStatusType,
+        storage: ClusterPairStatusType,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Response, Rejection> {
+        let pair = self
+            .data
+            .cluster_pairs
+            .get_mut(key)
+            .ok_or_else(|| Rejection::NotFound { kind: Kind::ClusterPair, key: key.clone() })?;
+        let status = pair.status.get_or_insert_with(Default::default);
+        let before = (status.scheduler_status, status.storage_status);
+        if before == (scheduler, storage) {
+            return Ok(Response::PairHealth { changed: false });
+        }
+        status.scheduler_status = scheduler;
+        status.storage_status = storage;
+        let why = |fallback: &str| {
+            if reason.is_empty() { fallback.to_owned() } else { reason.to_owned() }
+        };
+        if before.0 != scheduler {
+            let (event_type, message) = match scheduler {
+                ClusterPairStatusType::Ready => {
+                    (EventType::Normal, "Scheduler successfully paired".to_owned())
+                }
+                _ => (EventType::Warning, why("the destination's Kubernetes API does not answer")),
+            };
+            self.push_event(Kind::ClusterPair, key, event_type, scheduler.as_str(), message, now);
+        }
+        if before.1 != storage {
+            let (event_type, message) = match storage {
+                ClusterPairStatusType::Ready => {
+                    (EventType::Normal, "Storage successfully paired".to_owned())
+                }
+                ClusterPairStatusType::NotProvided => (
+                    EventType::Normal,
+                    "Skipping storage pairing since no storage options provided".to_owned(),
+                ),
+                _ => (EventType::Warning, why("the destination's Avocet does not answer")),
+            };
+            self.push_event(Kind::ClusterPair, key, event_type, storage.as_str(), message, now);
+        }
+        Ok(Response::PairHealth { changed: true })
     }
 
     fn suspended_event(&mut self, key: &ObjectKey, now: DateTime<Utc>) {

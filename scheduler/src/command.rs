@@ -10,7 +10,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use avocet_types::clusterpair::ClusterPair;
+use avocet_types::clusterpair::{ClusterPair, ClusterPairStatusType};
 use avocet_types::migration::{
     Migration, MigrationResourceInfo, MigrationStage, MigrationStatusType, MigrationVolumeInfo,
 };
@@ -247,6 +247,21 @@ pub enum Command {
         /// Gives the leader's clock reading.
         at: DateTime<Utc>,
     },
+    /// Records what the leader's pair checker found for a ClusterPair (Stork checks once;
+    /// Avocet keeps checking, so a pair that breaks later turns Error with the reason).
+    PairHealth {
+        /// Names the pair.
+        pair: ObjectKey,
+        /// Says whether the destination's Kubernetes API answers with the pair's credentials.
+        scheduler: ClusterPairStatusType,
+        /// Says whether the destination's Avocet answers at `options.ip:port` with
+        /// `options.token` (NotProvided without a token).
+        storage: ClusterPairStatusType,
+        /// Explains a check that failed (empty when none did).
+        reason: String,
+        /// Gives the leader's clock reading.
+        at: DateTime<Utc>,
+    },
     /// Fails a migration whose stage outlived the stage deadline.
     Timeout {
         /// Names the migration.
@@ -273,6 +288,7 @@ macro_rules! at_of {
             | Command::Complete { at, .. }
             | Command::ExpireLease { at, .. }
             | Command::Timeout { at, .. }
+            | Command::PairHealth { at, .. }
             | Command::Fire(Fire { at, .. }) => at,
         }
     };
@@ -369,6 +385,11 @@ pub enum Response {
     NoWork,
     /// The command was applied.
     Done,
+    /// A ClusterPair's health was recorded.
+    PairHealth {
+        /// Says whether either status changed.
+        changed: bool,
+    },
     /// The command was refused; nothing changed.
     Rejected(Rejection),
 }

@@ -734,3 +734,64 @@ policy: {interval: {intervalMinutes: 60}}
     h.put(POLICY, t("2026-03-08T10:16:00Z"));
     assert_eq!(h.catalog.events().filter(|e| e.reason == "Missed").count(), 1);
 }
+
+#[test]
+fn pair_health_changes_status_with_one_event_per_change_and_repeats_are_quiet() {
+    use avocet_types::clusterpair::ClusterPairStatusType::{Error, NotProvided, Ready};
+    let mut h = Harness::new();
+    let start = t("2026-03-08T10:00:00Z");
+    let pair = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: ClusterPair
+metadata: {name: remote, namespace: mysql}
+spec:
+  config:
+    clusters: {dest: {server: 'https://10.0.0.1:6443'}}
+    users: {admin: {token: t}}
+    contexts: {dest-admin: {cluster: dest, user: admin}}
+    current-context: dest-admin
+";
+    assert!(matches!(h.put(pair, start), Response::Put { created: true, .. }));
+    let health = |scheduler, storage, reason: &str| Command::PairHealth {
+        pair: key("remote"),
+        scheduler,
+        storage,
+        reason: reason.to_owned(),
+        at: start,
+    };
+    assert_eq!(h.apply(health(Ready, NotProvided, "")), Response::PairHealth { changed: true });
+    assert_eq!(h.apply(health(Ready, NotProvided, "")), Response::PairHealth { changed: false });
+    let broken =
+        h.apply(health(Error, NotProvided, "the destination API server does not answer: refused"));
+    assert_eq!(broken, Response::PairHealth { changed: true });
+    let status = h.catalog.cluster_pair(&key("remote")).unwrap().status.clone().unwrap();
+    assert_eq!((status.scheduler_status, status.storage_status), (Error, NotProvided));
+    let events: Vec<(String, String)> = h
+        .catalog
+        .events()
+        .filter(|e| e.kind == "ClusterPair")
+        .map(|e| (e.reason.clone(), e.message.clone()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("Ready".to_owned(), "Scheduler successfully paired".to_owned()),
+            (
+                "NotProvided".to_owned(),
+                "Skipping storage pairing since no storage options provided".to_owned()
+            ),
+            ("Error".to_owned(), "the destination API server does not answer: refused".to_owned()),
+        ]
+    );
+    // Re-applying the pair keeps the checked status.
+    assert!(matches!(h.put(pair, start), Response::Put { changed: false, .. }));
+    assert!(h.catalog.cluster_pair(&key("remote")).unwrap().status.is_some());
+    let missing = h.apply(Command::PairHealth {
+        pair: key("nope"),
+        scheduler: Ready,
+        storage: Ready,
+        reason: String::new(),
+        at: start,
+    });
+    assert!(matches!(missing, Response::Rejected(Rejection::NotFound { .. })));
+}

@@ -80,6 +80,8 @@ pub struct ServeFlags {
     pub tls_cert: Option<PathBuf>,
     /// Gives `--tls-key` (PEM private key of the public API).
     pub tls_key: Option<PathBuf>,
+    /// Gives `--pair-check-interval`.
+    pub pair_check_interval: Option<String>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -116,6 +118,8 @@ pub struct ConfigFile {
     pub tls_cert: Option<PathBuf>,
     /// Gives `tlsKey`.
     pub tls_key: Option<PathBuf>,
+    /// Gives `pairCheckInterval`.
+    pub pair_check_interval: Option<String>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -175,6 +179,8 @@ pub struct ServeConfig {
     pub clock_epoch: Option<chrono::DateTime<chrono::Utc>>,
     /// Holds the public API's PEM certificate chain and key when it serves TLS.
     pub tls: Option<TlsFiles>,
+    /// Spaces the leader's checks of every ClusterPair's destination.
+    pub pair_check_interval: Duration,
 }
 
 /// Holds a PEM certificate chain and private key, read at start-up.
@@ -192,6 +198,9 @@ impl std::fmt::Debug for TlsFiles {
         f.debug_struct("TlsFiles").field("cert_bytes", &self.cert.len()).finish_non_exhaustive()
     }
 }
+
+/// How often the leader re-checks every ClusterPair unless told otherwise.
+pub const DEFAULT_PAIR_CHECK_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Parses a duration like `6h`, `90m`, `45s` or `1h30m`.
 pub fn parse_duration(setting: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -421,6 +430,19 @@ impl ServeConfig {
             Some(text) => parse_duration(&deadline_label, &text)?,
             None => DEFAULT_STAGE_DEADLINE,
         };
+        let pair_label = label(
+            "--pair-check-interval",
+            "pairCheckInterval",
+            flags.pair_check_interval.is_some(),
+            path,
+        );
+        let pair_check_interval = match flags.pair_check_interval.or(file.pair_check_interval) {
+            Some(text) => parse_duration(&pair_label, &text)?,
+            None => DEFAULT_PAIR_CHECK_INTERVAL,
+        };
+        if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&pair_check_interval) {
+            return Err(error(&pair_label, "must be from 1s to 24h"));
+        }
         let metrics_listen = socket(
             &label("--metrics-listen", "metricsListen", flags.metrics_listen.is_some(), path),
             flags
@@ -487,6 +509,7 @@ impl ServeConfig {
         };
         Ok(ServeConfig {
             tls,
+            pair_check_interval,
             worker_token,
             timezone,
             stage_deadline,

@@ -8,7 +8,8 @@
 //! is due), and serves the public API: `avocet.api.v1.Cluster` and `Catalog` behind the admin
 //! token, `Workers` behind the worker (or admin) token, as thin adapters whose refusals become
 //! gRPC statuses in one place each ([`api::status_of`], [`catalog_api::rejection_status`]).
-//! Prometheus metrics are served on their own port ([`metrics`]). On SIGTERM the leader hands
+//! Prometheus metrics are served on their own port ([`metrics`]). While it leads, the node also
+//! re-checks every ClusterPair's destination ([`pairs::PairChecker`]). On SIGTERM the leader hands
 //! leadership to a caught-up voter before the node stops. Dispatch of leased migrations to
 //! worker actors arrives with the workers issue; until then any client holding the worker
 //! token leases migrations through `Workers`.
@@ -20,6 +21,7 @@ pub mod dispatch;
 pub mod leader;
 pub mod machine;
 pub mod metrics;
+pub mod pairs;
 pub mod serve;
 
 pub use config::{ServeConfig, ServeFlags};

@@ -158,6 +158,14 @@ pub async fn serve(
         }
         .run(),
     );
+    let pairs_task = tokio::spawn(
+        crate::pairs::PairChecker {
+            node: Arc::clone(&node),
+            clock: Arc::clone(&clock),
+            interval: config.pair_check_interval,
+        }
+        .run(),
+    );
     let render = {
         let node = Arc::clone(&node);
         let clock = Arc::clone(&clock);
@@ -233,6 +241,7 @@ pub async fn serve(
     let api_result = api_task.await;
     leader_task.abort();
     metrics_task.abort();
+    pairs_task.abort();
     tracing::info!(node = config.id, "handing leadership over if this node leads");
     node.shutdown().await;
     match api_result {

@@ -9,3 +9,4 @@ mod t01_failover;
 mod t02_schedules;
 mod t03_tls;
 mod t04_verbs;
+mod t05_pairs;

@@ -1,0 +1,156 @@
+//! The ClusterPair checker: while this node leads, every `--pair-check-interval` it checks each
+//! pair's destination — the Kubernetes API with the pair's kubeconfig (scheduler status) and
+//! the destination's Avocet at `options.ip:port` with `options.token` (storage status) — and
+//! proposes a `PairHealth` command when what it found differs from what the catalog says.
+//! Stork checks once and never again; a pair that breaks later turns Error here, with the
+//! reason in an event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use avocet_proto::api::ClusterStatusRequest;
+use avocet_proto::api::cluster_client::ClusterClient;
+use avocet_scheduler::{Clock, Command, ObjectKey, Response};
+use avocet_types::ClusterPair;
+use avocet_types::clusterpair::ClusterPairStatusType;
+use tonic::transport::Endpoint;
+
+use crate::machine::SchedulerNode;
+
+/// Bounds each check.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Holds what the checker needs.
+pub struct PairChecker {
+    /// Holds the node.
+    pub node: Arc<SchedulerNode>,
+    /// Reads the group's clock (for the command's stamp).
+    pub clock: Arc<dyn Clock>,
+    /// Spaces the rounds.
+    pub interval: Duration,
+}
+
+/// What one check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// The destination's Kubernetes API.
+    pub scheduler: ClusterPairStatusType,
+    /// The destination's Avocet.
+    pub storage: ClusterPairStatusType,
+    /// Why a check failed.
+    pub reason: String,
+}
+
+impl PairChecker {
+    /// Runs until the task is aborted.
+    pub async fn run(self) {
+        let mut round = tokio::time::interval(self.interval);
+        round.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            round.tick().await;
+            if self.node.status().leader_id != Some(self.node.id()) {
+                continue;
+            }
+            let pairs: Vec<(ObjectKey, ClusterPair)> = self
+                .node
+                .read_local(|s| s.0.cluster_pairs().map(|(k, p)| (k.clone(), p.clone())).collect());
+            for (key, pair) in pairs {
+                let found = check(&pair).await;
+                let recorded = pair.status.as_ref().map(|s| (s.scheduler_status, s.storage_status));
+                if recorded == Some((found.scheduler, found.storage)) {
+                    continue;
+                }
+                let command = Command::PairHealth {
+                    pair: key.clone(),
+                    scheduler: found.scheduler,
+                    storage: found.storage,
+                    reason: found.reason.clone(),
+                    at: self.clock.now(),
+                };
+                match self.node.write(command).await {
+                    Ok(Response::Rejected(rejection)) => {
+                        tracing::debug!(%rejection, "pair health refused")
+                    }
+                    Ok(_) => {
+                        tracing::info!(pair = %key, scheduler = found.scheduler.as_str(), storage = found.storage.as_str(),
+                        reason = %found.reason, "cluster pair checked")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, pair = %key, "cannot record a pair's health")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks one pair's destination.
+pub async fn check(pair: &ClusterPair) -> Health {
+    let mut reasons = Vec::new();
+    let scheduler =
+        match tokio::time::timeout(CHECK_TIMEOUT, avocet_workers::pairing::check_scheduler(pair))
+            .await
+        {
+            Ok(Ok(_)) => ClusterPairStatusType::Ready,
+            Ok(Err(e)) => {
+                reasons.push(format!("scheduler: {e}"));
+                ClusterPairStatusType::Error
+            }
+            Err(_) => {
+                reasons.push(format!(
+                    "scheduler: the destination API server did not answer within {CHECK_TIMEOUT:?}"
+                ));
+                ClusterPairStatusType::Error
+            }
+        };
+    let storage = match check_storage(pair).await {
+        Ok(status) => status,
+        Err(reason) => {
+            reasons.push(format!("storage: {reason}"));
+            ClusterPairStatusType::Error
+        }
+    };
+    Health { scheduler, storage, reason: reasons.join("; ") }
+}
+
+/// The destination's Avocet at `options.ip:port` (port 9001 by default) with `options.token`:
+/// NotProvided without a token, Ready when it answers with a leader.
+async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, String> {
+    let options = &pair.spec.options;
+    let Some(token) = options.get("token").filter(|t| !t.is_empty()) else {
+        return Ok(ClusterPairStatusType::NotProvided);
+    };
+    let ip = options.get("ip").filter(|ip| !ip.is_empty()).ok_or("options.ip is missing")?;
+    let port = options.get("port").map_or("9001", String::as_str);
+    let port: u16 =
+        port.parse().map_err(|_| format!("options.port {port:?} is not a port number"))?;
+    let host =
+        if ip.contains(':') && !ip.starts_with('[') { format!("[{ip}]") } else { ip.clone() };
+    let url = format!("http://{host}:{port}");
+    let endpoint = Endpoint::from_shared(url.clone())
+        .map_err(|_| format!("options.ip {ip:?} does not make an address"))?
+        .connect_timeout(CHECK_TIMEOUT)
+        .timeout(CHECK_TIMEOUT);
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("the destination Avocet is not reachable at {url}: {e}"))?;
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "options.token holds characters a header cannot carry".to_owned())?;
+    let mut client =
+        ClusterClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request.metadata_mut().insert("authorization", bearer.clone());
+            Ok(request)
+        });
+    let status = client.status(ClusterStatusRequest {}).await.map_err(|e| match e.code() {
+        tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+            format!("the destination Avocet at {url} refused options.token")
+        }
+        _ => format!("the destination Avocet at {url} answered {}: {}", e.code(), e.message()),
+    })?;
+    if status.get_ref().leader_id == 0 {
+        return Err(format!("the destination Avocet at {url} has no leader"));
+    }
+    Ok(ClusterPairStatusType::Ready)
+}
