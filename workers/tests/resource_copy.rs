@@ -309,6 +309,16 @@ async fn a_mysql_namespace_becomes_a_standby_and_only_changes_travel_again() {
         "mysql",
         "--from-literal=k=v",
     ]);
+    // What a controller creates on the standby copies its owner's annotations (a Deployment's
+    // ReplicaSets do): it is not Avocet's to purge.
+    let web_uid = destination.get(&["deployment", "web", "-n", "mysql"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let child = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "web-child", "namespace": "mysql",
+        "annotations": {"stork.libopenstorage.org/migrated": "true", "stork.libopenstorage.org/migrationNamespace": "mysql"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": web_uid}]}});
+    destination.apply_file("child.json", &[child]);
     let third = run(&source, &destination, "mysql-interval-2026-11-29-104500").await;
     let purged: Vec<&str> = third
         .resources
@@ -322,11 +332,14 @@ async fn a_mysql_namespace_becomes_a_standby_and_only_changes_travel_again() {
         !left.contains("configmap/scratch") && left.contains("configmap/standby-only"),
         "{left}"
     );
+    assert!(left.contains("configmap/web-child"), "owned objects are never purged: {left}");
 
     // Failover: activation brings the applications back as they ran on the source.
     let client = destination.sandbox.client().await.unwrap();
     let mysql = ["mysql".to_owned()];
-    let lines = switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap();
+    let report = switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap();
+    assert!(report.failed.is_empty(), "{:#?}", report.failed);
+    let lines = report.changed;
     for expected in [
         "Updated replicas for deployment mysql/web to 3",
         "Updated replicas for statefulset mysql/db to 1",
@@ -342,12 +355,12 @@ async fn a_mysql_namespace_becomes_a_standby_and_only_changes_travel_again() {
     assert!(destination.get(&["daemonset", "agent", "-n", "mysql"])["spec"]["template"]["spec"]["nodeSelector"].as_object().is_none_or(serde_json::Map::is_empty));
     assert_eq!(destination.get(&["cassdc", "dc1", "-n", "mysql"])["spec"]["stopped"], false);
     assert!(
-        switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap().is_empty(),
+        switch(&client, Some(&mysql), &[], Direction::Activate).await.unwrap().changed.is_empty(),
         "activating twice changes nothing"
     );
 
     // Failback preparation: deactivation stops them again.
-    let lines = switch(&client, Some(&mysql), &[], Direction::Deactivate).await.unwrap();
+    let lines = switch(&client, Some(&mysql), &[], Direction::Deactivate).await.unwrap().changed;
     assert!(
         lines.iter().any(|l| l == "Updated replicas for deployment mysql/web to 0"),
         "{lines:#?}"

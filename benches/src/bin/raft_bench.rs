@@ -158,6 +158,9 @@ fn run_node(args: &[String]) {
         admin_token: Some(ADMIN_TOKEN.into()),
         peer_token: Some(PEER_TOKEN.into()),
         metrics_listen: Some(metrics.clone()),
+        // Timing experiments: AVOCET_BENCH_ELECTION=150-300, AVOCET_BENCH_HEARTBEAT=50.
+        election_timeout_ms: std::env::var("AVOCET_BENCH_ELECTION").ok(),
+        heartbeat_ms: std::env::var("AVOCET_BENCH_HEARTBEAT").ok().map(|ms| ms.parse().unwrap()),
         ..Default::default()
     })
     .unwrap();

@@ -83,19 +83,27 @@ pub(super) fn run(
             args.namespace.as_deref().unwrap_or_default()
         );
     }
-    let lines = super::catalog::runtime()?.block_on(async {
+    let report = super::catalog::runtime()?.block_on(async {
         let client = client(args).await?;
         let registrations = registrations(&client).await;
         let namespaces = [args.namespace.clone().unwrap_or_else(|| "default".to_owned())];
         let scope = if args.all_namespaces { None } else { Some(&namespaces[..]) };
         anyhow::Ok(switch(&client, scope, &registrations, direction).await?)
     })?;
-    for line in &lines {
+    for line in &report.changed {
         writeln!(out, "{line}")?;
     }
-    if lines.is_empty() {
-        let verb = if direction == Direction::Activate { "activate" } else { "deactivate" };
+    let verb = if direction == Direction::Activate { "activate" } else { "deactivate" };
+    if report.changed.is_empty() && report.failed.is_empty() {
         writeln!(out, "Nothing to {verb}: no migrated application needs a change")?;
     }
-    Ok(ExitCode::SUCCESS)
+    if report.failed.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Everything else was switched; what failed is named, and the exit code says so.
+    let mut err = std::io::stderr().lock();
+    for failure in &report.failed {
+        writeln!(err, "error: cannot {verb} {failure}")?;
+    }
+    Ok(ExitCode::FAILURE)
 }

@@ -11,7 +11,7 @@ use avocet_types::registration::ApplicationResource;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::discovery::{ApiCapabilities, ApiResource, Discovery, Scope, verbs};
+use kube::discovery::{ApiCapabilities, ApiResource, Scope, verbs};
 use serde_json::{Value, json};
 
 use super::kinds::{self, Rank};
@@ -95,11 +95,15 @@ pub async fn copy(
         |group: &str, kind: &str| registrations::find(req.registrations, &built_in, group, kind);
 
     // Discovery: the kinds to collect, at the source's preferred versions.
-    let discovery = Discovery::new(source.clone()).run().await.map_err(source_err)?;
+    let mut unavailable = Vec::new();
+    let discovered = discover(source, &mut unavailable).await.map_err(source_err)?;
+    for group in unavailable {
+        tracing::warn!(group = %group, "skipping an API group the source cannot describe");
+    }
     let mut namespaced: Vec<Type> = Vec::new();
     let mut cluster: HashMap<(String, String), ApiResource> = HashMap::new();
-    for group in discovery.groups() {
-        for (resource, caps) in group.recommended_resources() {
+    {
+        for (resource, caps) in discovered {
             if !listable(&caps) || select::kind_excluded(spec, &resource.kind) {
                 continue;
             }
@@ -129,7 +133,16 @@ pub async fn copy(
     for t in &namespaced {
         for ns in &namespaces {
             let api = Api::<DynamicObject>::namespaced_with(source.clone(), ns, &t.resource);
-            for object in list_all(&api, selector.as_deref()).await.map_err(source_err)? {
+            let objects = match list_all(&api, selector.as_deref()).await {
+                Ok(objects) => objects,
+                // As Stork does: a kind this identity may not list is skipped, not fatal.
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    tracing::warn!(kind = %t.resource.kind, namespace = %ns, "not allowed to list; skipped");
+                    continue;
+                }
+                Err(e) => return Err(source_err(e)),
+            };
+            for object in objects {
                 let item = item_of(&t.resource, true, object);
                 if select::skip_reason(spec, &item).is_none() {
                     items.push((item, t.rank));
@@ -206,13 +219,37 @@ pub async fn copy(
     // The destination: namespaces first (created when missing, never updated), then objects.
     ensure_namespaces(source, destination, &namespaces).await?;
     let mut hashes: HashMap<(String, String, String), HashMap<String, String>> = HashMap::new();
-    let mut applied_pvs: Vec<(ApiResource, Value)> = Vec::new();
+    let mut volumes: Vec<(usize, ApiResource, Value)> = Vec::new();
     for (item, _rank, obj) in &planned {
         let resource = api_resource(item);
         let cache_key = (item.group.clone(), item.plural.clone(), item.namespace().to_owned());
         if !hashes.contains_key(&cache_key) {
             let existing = destination_hashes(destination, &resource, item).await;
             hashes.insert(cache_key.clone(), existing);
+        }
+        if *_rank == Rank::Definitions {
+            // A definition the destination already has is its own (installed by Helm, an
+            // operator…, maybe newer); Avocet only creates missing ones.
+            let (status, reason) = match create_definition(destination, &resource, item, obj).await
+            {
+                Ok(true) => {
+                    report.applied += 1;
+                    (MigrationStatusType::Successful, "Resource migrated successfully".to_owned())
+                }
+                Ok(false) => {
+                    report.unchanged += 1;
+                    (
+                        MigrationStatusType::Successful,
+                        "Definition already present on the destination".to_owned(),
+                    )
+                }
+                Err(e) => (
+                    MigrationStatusType::Failed,
+                    format!("Error applying resource: {}: {e}", item.describe()),
+                ),
+            };
+            report.resources.push(info(item, status, reason));
+            continue;
         }
         let new_hash = obj["metadata"]["annotations"][RESOURCE_HASH].as_str().unwrap_or_default();
         let unchanged =
@@ -227,9 +264,6 @@ pub async fn copy(
             match apply(destination, &resource, item, obj).await {
                 Ok(()) => {
                     report.applied += 1;
-                    if item.kind == "PersistentVolume" && item.group.is_empty() {
-                        applied_pvs.push((resource.clone(), obj.clone()));
-                    }
                     (MigrationStatusType::Successful, "Resource migrated successfully".to_owned())
                 }
                 Err(e) => (
@@ -238,16 +272,39 @@ pub async fn copy(
                 ),
             }
         };
+        if item.kind == "PersistentVolume"
+            && item.group.is_empty()
+            && status == MigrationStatusType::Successful
+        {
+            volumes.push((report.resources.len(), resource.clone(), obj.clone()));
+        }
         report.resources.push(info(item, status, reason));
     }
 
-    // PVs were created without a class (so nothing provisions for them); give it back.
-    for (resource, obj) in applied_pvs {
-        restore_volume_class(destination, &resource, &obj, spec.include_volumes()).await;
+    // PVs travel without a class (so nothing provisions for them); give it back, on every run
+    // until it holds, and say so when it cannot.
+    for (at, resource, obj) in volumes {
+        if let Err(e) =
+            restore_volume_class(destination, &resource, &obj, spec.include_volumes()).await
+        {
+            let entry = &mut report.resources[at];
+            entry.status = MigrationStatusType::Failed;
+            entry.reason =
+                format!("Error restoring the StorageClass of PersistentVolume {}: {e}", entry.name);
+        }
     }
 
     if spec.purge_deleted_resources() {
-        purge(destination, spec, &namespaces, &namespaced, &planned, &mut report).await;
+        purge(
+            destination,
+            spec,
+            req.migration_namespace,
+            &namespaces,
+            &namespaced,
+            &planned,
+            &mut report,
+        )
+        .await;
     }
 
     let pv_failed = report
@@ -263,6 +320,27 @@ pub async fn copy(
         MigrationStatusType::Successful
     };
     Ok(report)
+}
+
+/// Every resource at its group's preferred version. A group that cannot be described (an
+/// aggregated API whose backend is down, say) is skipped and named in `unavailable`, as a
+/// cluster with a broken metrics API must still be migratable.
+pub(crate) async fn discover(
+    client: &Client,
+    unavailable: &mut Vec<String>,
+) -> Result<Vec<(ApiResource, ApiCapabilities)>, kube::Error> {
+    let mut names = vec![String::new()];
+    names.extend(client.list_api_groups().await?.groups.into_iter().map(|g| g.name));
+    let mut all = Vec::new();
+    for name in names {
+        match kube::discovery::oneshot::group(client, &name).await {
+            Ok(group) => all.extend(group.recommended_resources()),
+            Err(e) => {
+                unavailable.push(format!("{}: {e}", if name.is_empty() { "core" } else { &name }))
+            }
+        }
+    }
+    Ok(all)
 }
 
 fn listable(caps: &ApiCapabilities) -> bool {
@@ -384,6 +462,31 @@ async fn collect_cluster_scoped(
             }
         }
     }
+    // PriorityClasses the collected workloads use.
+    if let Some(pc_type) =
+        cluster.get(&("scheduling.k8s.io".to_owned(), "PriorityClass".to_owned()))
+    {
+        let names = select::priority_classes(&collected.iter().map(|(i, _)| i).collect::<Vec<_>>());
+        let api = Api::<DynamicObject>::all_with(source.clone(), pc_type);
+        for name in names {
+            if let Some(class) = api.get_opt(&name).await.map_err(source_err)? {
+                collected.push((item_of(pc_type, false, class), Rank::Configuration));
+            }
+        }
+    }
+    // Webhook configurations that call a service in the namespaces.
+    for kind in ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"] {
+        if let Some(t) = cluster.get(&("admissionregistration.k8s.io".to_owned(), kind.to_owned()))
+        {
+            let api = Api::<DynamicObject>::all_with(source.clone(), t);
+            for object in list_all(&api, None).await.map_err(source_err)? {
+                let item = item_of(t, false, object);
+                if select::webhook_serves(&item, &in_scope) {
+                    collected.push((item, Rank::Edges));
+                }
+            }
+        }
+    }
     // ClusterRoleBindings with subjects here, and the ClusterRoles they or RoleBindings use.
     let rbac = "rbac.authorization.k8s.io".to_owned();
     let mut bindings: Vec<Item> = Vec::new();
@@ -484,13 +587,14 @@ async fn apply(
     Ok(())
 }
 
-/// Gives a copied PV its StorageClass back and, when data is copied, its reclaim policy.
+/// Gives a copied PV its StorageClass back and, when data is copied, its reclaim policy (a
+/// no-op when they already hold).
 async fn restore_volume_class(
     destination: &Client,
     resource: &ApiResource,
     obj: &Value,
     include_volumes: bool,
-) {
+) -> Result<(), kube::Error> {
     let annotations = &obj["metadata"]["annotations"];
     let class = annotations[transform::CURRENT_STORAGE_CLASS].as_str().unwrap_or_default();
     let policy = if include_volumes {
@@ -500,12 +604,44 @@ async fn restore_volume_class(
     };
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     let api = Api::<DynamicObject>::all_with(destination.clone(), resource);
+    let live = api.get(name).await?;
+    let spec = &live.data["spec"];
+    if spec["storageClassName"].as_str().unwrap_or_default() == class
+        && spec["persistentVolumeReclaimPolicy"].as_str() == Some(policy)
+    {
+        return Ok(());
+    }
     let patch =
         json!({"spec": {"storageClassName": class, "persistentVolumeReclaimPolicy": policy}});
     let params =
         PatchParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PatchParams::default() };
-    if let Err(e) = api.patch(name, &params, &Patch::Merge(&patch)).await {
-        tracing::warn!(pv = name, error = %e, "cannot restore the PersistentVolume's StorageClass");
+    api.patch(name, &params, &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Creates a definition when the destination lacks it; `false` when it already has one.
+async fn create_definition(
+    destination: &Client,
+    resource: &ApiResource,
+    item: &Item,
+    obj: &Value,
+) -> Result<bool, kube::Error> {
+    let api = Api::<DynamicObject>::all_with(destination.clone(), resource);
+    if api.get_opt(item.name()).await?.is_some() {
+        return Ok(false);
+    }
+    let object: DynamicObject =
+        serde_json::from_value(obj.clone()).map_err(kube::Error::SerdeError)?;
+    match api
+        .create(
+            &PostParams { field_manager: Some(FIELD_MANAGER.to_owned()), ..PostParams::default() },
+            &object,
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 
@@ -515,6 +651,7 @@ async fn restore_volume_class(
 async fn purge(
     destination: &Client,
     spec: &MigrationSpec,
+    migration_namespace: &str,
     namespaces: &[String],
     types: &[Type],
     planned: &[(Item, Rank, Value)],
@@ -533,7 +670,17 @@ async fn purge(
             let Ok(objects) = list_all(&api, selector.as_deref()).await else { continue };
             for object in objects {
                 let item = item_of(&t.resource, true, object);
-                let migrated = item.object["metadata"]["annotations"][MIGRATED] == "true";
+                let annotations = &item.object["metadata"]["annotations"];
+                // Only what Avocet applied itself: its copies carry no owner (controllers copy
+                // annotations onto what they create, a Deployment's ReplicaSets for one), and
+                // were written by a migration of this namespace.
+                let owned = item.object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|r| !r.is_empty());
+                let ours = annotations[transform::MIGRATION_NAMESPACE]
+                    .as_str()
+                    .is_none_or(|ns| ns == migration_namespace);
+                let migrated = annotations[MIGRATED] == "true" && !owned && ours;
                 let key = (
                     item.group.clone(),
                     item.kind.clone(),

@@ -268,13 +268,20 @@ pub fn travelling(item: &Item, keep_status: bool) -> Value {
     Value::Object(out)
 }
 
+/// Whether a cluster-scoped RBAC object is one the platform bootstraps (`system:` names, or
+/// the `kubernetes.io/bootstrapping: rbac-defaults` label on admin, edit, view, cluster-admin…).
+fn bootstrapped(item: &Item) -> bool {
+    item.name().starts_with("system:")
+        || item.object["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"
+}
+
 /// ClusterRoleBindings that bind a subject living in one of the namespaces (a ServiceAccount
 /// other than `default` there, or the namespace's service-account group), with their subjects
 /// cut down to those namespaces.
 pub fn cluster_role_bindings(bindings: &[Item], namespaces: &BTreeSet<String>) -> Vec<Item> {
     bindings
         .iter()
-        .filter(|b| !b.name().starts_with("system:") && !b.name().starts_with("rbac-defaults"))
+        .filter(|b| !bootstrapped(b))
         .filter_map(|b| {
             let subjects: Vec<Value> = b.object["subjects"]
                 .as_array()
@@ -321,6 +328,31 @@ pub fn cluster_roles(roles: &[Item], bindings: &[&Item]) -> Vec<Item> {
         })
         .cloned()
         .collect()
+}
+
+/// The PriorityClasses the collected workloads' pod templates name, except the platform's own.
+pub fn priority_classes(items: &[&Item]) -> BTreeSet<String> {
+    items
+        .iter()
+        .filter_map(|i| {
+            let spec = &i.object["spec"];
+            spec["template"]["spec"]["priorityClassName"].as_str().or_else(|| {
+                spec["jobTemplate"]["spec"]["template"]["spec"]["priorityClassName"].as_str()
+            })
+        })
+        .filter(|name| !name.starts_with("system-") && *name != "openshift-user-critical")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether a webhook configuration calls a service in one of the namespaces.
+pub fn webhook_serves(item: &Item, namespaces: &BTreeSet<String>) -> bool {
+    item.object["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["clientConfig"]["service"]["namespace"].as_str())
+        .any(|ns| namespaces.contains(ns))
 }
 
 /// The PersistentVolumes bound to the collected claims: (PV name → the claim's labels).
@@ -410,14 +442,14 @@ mod tests {
         let cm = item(
             "",
             "ConfigMap",
-            json!({"metadata": {"name": "owned-cm", "uid": "c1",
+            json!({"metadata": {"name": "owned-cm", "namespace": "a", "uid": "c1",
             "ownerReferences": [{"kind": "Deployment", "uid": "d1"}]}}),
         );
         let kept = prune_owned(&spec(json!({})), vec![deployment, rs, cm]);
         let names: Vec<&str> = kept.iter().map(Item::name).collect();
         assert_eq!(names, ["web", "owned-cm"]);
         let travelling = travelling(&kept[1], false);
-        assert_eq!(travelling["metadata"], json!({"name": "owned-cm", "namespace": null}));
+        assert_eq!(travelling["metadata"], json!({"name": "owned-cm", "namespace": "a"}));
     }
 
     #[test]

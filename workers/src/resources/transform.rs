@@ -86,8 +86,9 @@ pub fn for_standby(
         (g, k) if kinds::scaled(g, k) => scale_down(&mut obj, start),
         ("batch", "CronJob") if !start => {
             let suspended = obj["spec"]["suspend"].as_bool().unwrap_or(false);
-            // A standby refreshed while suspended keeps the source's original, not its own.
-            if annotation(&obj, ORIGINAL_SUSPEND).is_none() {
+            // A held standby of a standby carries the first cluster's value forward; anything
+            // else is recorded as it is on the source.
+            if !(suspended && annotation(&obj, ORIGINAL_SUSPEND).is_some()) {
                 annotate(&mut obj, ORIGINAL_SUSPEND, suspended.to_string());
             }
             obj["spec"]["suspend"] = json!(true);
@@ -117,11 +118,11 @@ pub fn for_standby(
         }
         ("apps", "DaemonSet") if !start => {
             let original = obj["spec"]["template"]["spec"]["nodeSelector"].clone();
-            annotate(
-                &mut obj,
-                ORIGINAL_NODE_SELECTOR,
-                if original.is_null() { "{}".to_owned() } else { original.to_string() },
-            );
+            let held = original.get(HELD_NODE_LABEL).is_some();
+            if !(held && annotation(&obj, ORIGINAL_NODE_SELECTOR).is_some()) {
+                let text = if original.is_null() { "{}".to_owned() } else { original.to_string() };
+                annotate(&mut obj, ORIGINAL_NODE_SELECTOR, text);
+            }
             if obj["spec"]["template"]["spec"].is_object() {
                 obj["spec"]["template"]["spec"]["nodeSelector"] =
                     json!({ HELD_NODE_LABEL: "true" });
@@ -406,6 +407,11 @@ mod tests {
             json!({HELD_NODE_LABEL: "true"})
         );
         assert_eq!(ds["metadata"]["annotations"][ORIGINAL_NODE_SELECTOR], r#"{"disk":"ssd"}"#);
+        // A standby of a standby (A → B → C) keeps A's values, not B's held ones.
+        let hop = run("apps", "DaemonSet", ds.clone());
+        assert_eq!(hop["metadata"]["annotations"][ORIGINAL_NODE_SELECTOR], r#"{"disk":"ssd"}"#);
+        let cj_hop = run("batch", "CronJob", cj.clone());
+        assert_eq!(cj_hop["metadata"]["annotations"][ORIGINAL_SUSPEND], "false");
     }
 
     #[test]
