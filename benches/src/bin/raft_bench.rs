@@ -164,6 +164,14 @@ fn run_node(args: &[String]) {
         ..Default::default()
     })
     .unwrap();
+    if std::env::var_os("AVOCET_BENCH_LOG_DIR").is_some() {
+        // Node logs for investigations (RUST_LOG picks what), on stderr: the file the bench made.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_ansi(false)
+            .init();
+    }
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(avocet_server::serve(config, std::future::pending())).unwrap();
@@ -178,11 +186,18 @@ struct Process {
 
 impl Process {
     fn spawn(&mut self) {
+        let stderr = match std::env::var_os("AVOCET_BENCH_LOG_DIR") {
+            Some(dir) => {
+                let path = std::path::Path::new(&dir).join(format!("node-{}.log", self.args[0]));
+                Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap())
+            }
+            None => Stdio::null(),
+        };
         let child = Command::new(std::env::current_exe().unwrap())
             .arg("node")
             .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         self.child = Some(child);
