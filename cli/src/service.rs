@@ -109,6 +109,10 @@ struct ServeArgs {
     /// Re-checks every ClusterPair's destination this often while leading [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pair_check_interval: Option<String>,
+    /// Mirrors the Stork resources of the source cluster this kubeconfig reaches (the
+    /// controller); without it the catalog is driven by avocetctl only.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
     /// Writes logs as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -177,6 +181,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         pair_check_interval: args.pair_check_interval,
+        kubeconfig: args.kubeconfig,
     })?;
     runtime()?.block_on(avocet_server::serve(config, shutdown_signal()))?;
     Ok(())

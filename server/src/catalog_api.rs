@@ -66,7 +66,11 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, Status> {
 }
 
 /// Returns the object of `kind` at `key` as JSON, if the catalog holds it.
-fn object_json(catalog: &Catalog, kind: Kind, key: &ObjectKey) -> Result<Option<String>, Status> {
+pub(crate) fn object_json(
+    catalog: &Catalog,
+    kind: Kind,
+    key: &ObjectKey,
+) -> Result<Option<String>, Status> {
     Ok(match kind {
         Kind::ClusterPair => catalog.cluster_pair(key).map(json).transpose()?,
         Kind::SchedulePolicy => match catalog.policy(&ObjectKey::cluster(&key.name)) {
@@ -91,7 +95,7 @@ fn object_json(catalog: &Catalog, kind: Kind, key: &ObjectKey) -> Result<Option<
 }
 
 /// Lists the keys of `kind` in `namespace` (every namespace when `None`).
-fn keys_of(catalog: &Catalog, kind: Kind, namespace: Option<&str>) -> Vec<ObjectKey> {
+pub(crate) fn keys_of(catalog: &Catalog, kind: Kind, namespace: Option<&str>) -> Vec<ObjectKey> {
     let matches = |key: &ObjectKey| namespace.is_none_or(|ns| key.namespace == ns);
     match kind {
         Kind::ClusterPair => {

@@ -82,6 +82,8 @@ pub struct ServeFlags {
     pub tls_key: Option<PathBuf>,
     /// Gives `--pair-check-interval`.
     pub pair_check_interval: Option<String>,
+    /// Gives `--kubeconfig` (the source cluster the controller watches).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -120,6 +122,8 @@ pub struct ConfigFile {
     pub tls_key: Option<PathBuf>,
     /// Gives `pairCheckInterval`.
     pub pair_check_interval: Option<String>,
+    /// Gives `kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -181,6 +185,9 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Spaces the leader's checks of every ClusterPair's destination.
     pub pair_check_interval: Duration,
+    /// Names the kubeconfig of the source cluster whose Stork resources the controller mirrors
+    /// (no controller without it).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 /// Holds a PEM certificate chain and private key, read at start-up.
@@ -507,9 +514,21 @@ impl ServeConfig {
                 Some(files)
             }
         };
+        let kubeconfig_label =
+            label("--kubeconfig", "kubeconfig", flags.kubeconfig.is_some(), path);
+        let kubeconfig = flags.kubeconfig.or(file.kubeconfig);
+        if let Some(file) = &kubeconfig
+            && !file.is_file()
+        {
+            return Err(error(
+                &kubeconfig_label,
+                format!("{} is not a readable file", file.display()),
+            ));
+        }
         Ok(ServeConfig {
             tls,
             pair_check_interval,
+            kubeconfig,
             worker_token,
             timezone,
             stage_deadline,

@@ -9,7 +9,8 @@
 //! token, `Workers` behind the worker (or admin) token, as thin adapters whose refusals become
 //! gRPC statuses in one place each ([`api::status_of`], [`catalog_api::rejection_status`]).
 //! Prometheus metrics are served on their own port ([`metrics`]). While it leads, the node also
-//! re-checks every ClusterPair's destination ([`pairs::PairChecker`]). On SIGTERM the leader hands
+//! re-checks every ClusterPair's destination ([`pairs::PairChecker`]) and, given `--kubeconfig`,
+//! runs the Kubernetes controller ([`controller::Controller`]). On SIGTERM the leader hands
 //! leadership to a caught-up voter before the node stops. Dispatch of leased migrations to
 //! worker actors arrives with the workers issue; until then any client holding the worker
 //! token leases migrations through `Workers`.
@@ -17,6 +18,7 @@
 pub mod api;
 pub mod catalog_api;
 pub mod config;
+pub mod controller;
 pub mod dispatch;
 pub mod leader;
 pub mod machine;

@@ -42,6 +42,20 @@ pub enum ServeError {
     /// The public API failed.
     #[error("public API: {}", error_chain(.0))]
     Api(#[from] tonic::transport::Error),
+    /// The source cluster's kubeconfig is unusable.
+    #[error("--kubeconfig {0}")]
+    Kubeconfig(String),
+}
+
+/// A client for the source cluster from its kubeconfig file.
+async fn kube_client(path: &std::path::Path) -> Result<kube::Client, ServeError> {
+    let bad = |e: String| ServeError::Kubeconfig(format!("{}: {e}", path.display()));
+    let file = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+    kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
 }
 
 /// Writes an error and every source under it, `outer: inner: …` (tonic's transport errors say
@@ -176,6 +190,20 @@ pub async fn serve(
         })
     };
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener, render));
+    let controller_task = match &config.kubeconfig {
+        Some(path) => {
+            let client = kube_client(path).await?;
+            let controller = crate::controller::Controller {
+                node: Arc::clone(&node),
+                catalog: CatalogApi::new(Arc::clone(&node), Arc::clone(&clock), Arc::clone(&wake)),
+                clock: Arc::clone(&clock),
+                client,
+            };
+            tracing::info!(kubeconfig = %path.display(), "mirroring Stork resources of the source cluster");
+            Some(tokio::spawn(controller.run()))
+        }
+        None => None,
+    };
 
     let admin = bearer_check(&config.admin_token);
     let catalog = CatalogApi::new(Arc::clone(&node), Arc::clone(&clock), wake);
@@ -242,6 +270,9 @@ pub async fn serve(
     leader_task.abort();
     metrics_task.abort();
     pairs_task.abort();
+    if let Some(task) = controller_task {
+        task.abort();
+    }
     tracing::info!(node = config.id, "handing leadership over if this node leads");
     node.shutdown().await;
     match api_result {

@@ -189,7 +189,9 @@ impl Process {
         let stderr = match std::env::var_os("AVOCET_BENCH_LOG_DIR") {
             Some(dir) => {
                 let path = std::path::Path::new(&dir).join(format!("node-{}.log", self.args[0]));
-                Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap())
+                Stdio::from(
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap(),
+                )
             }
             None => Stdio::null(),
         };

@@ -104,7 +104,7 @@ impl Group {
             .args(&extra)
             .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", std::env::var("AVOCET_TEST_LOG").unwrap_or_else(|_| "info".to_owned()))
             .stdout(Stdio::null())
             .stderr(log);
         if id == 1 {

@@ -10,3 +10,4 @@ mod t02_schedules;
 mod t03_tls;
 mod t04_verbs;
 mod t05_pairs;
+mod t06_controller;
