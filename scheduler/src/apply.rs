@@ -107,8 +107,8 @@ impl Catalog {
                 self.expire_lease(&migration, token, at, now)
             }
             Command::Timeout { migration, stage, at } => self.timeout(&migration, stage, at, now),
-            Command::PairHealth { pair, scheduler, storage, reason, .. } => {
-                self.pair_health(&pair, scheduler, storage, &reason, now)
+            Command::PairHealth { pair, generation, scheduler, storage, reason, .. } => {
+                self.pair_health(&pair, generation, scheduler, storage, &reason, now)
             }
         };
         match result {
@@ -640,6 +640,7 @@ impl Catalog {
     fn pair_health(
         &mut self,
         key: &ObjectKey,
+        generation: i64,
         scheduler: ClusterPairStatusType,
         storage: ClusterPairStatusType,
         reason: &str,
@@ -650,6 +651,10 @@ impl Catalog {
             .cluster_pairs
             .get_mut(key)
             .ok_or_else(|| Rejection::NotFound { kind: Kind::ClusterPair, key: key.clone() })?;
+        // A check of a spec that has since changed says nothing about the new one.
+        if generation != 0 && pair.metadata.generation.is_some_and(|g| g != generation) {
+            return Ok(Response::PairHealth { changed: false });
+        }
         let status = pair.status.get_or_insert_with(Default::default);
         let before = (status.scheduler_status, status.storage_status);
         if before == (scheduler, storage) {

@@ -252,6 +252,10 @@ pub enum Command {
     PairHealth {
         /// Names the pair.
         pair: ObjectKey,
+        /// Gives the generation of the pair that was checked; a result for an older spec is
+        /// dropped (0: not known).
+        #[serde(default)]
+        generation: i64,
         /// Says whether the destination's Kubernetes API answers with the pair's credentials.
         scheduler: ClusterPairStatusType,
         /// Says whether the destination's Avocet answers at `options.ip:port` with

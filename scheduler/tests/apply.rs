@@ -754,6 +754,7 @@ spec:
     assert!(matches!(h.put(pair, start), Response::Put { created: true, .. }));
     let health = |scheduler, storage, reason: &str| Command::PairHealth {
         pair: key("remote"),
+        generation: 1,
         scheduler,
         storage,
         reason: reason.to_owned(),
@@ -788,10 +789,25 @@ spec:
     assert!(h.catalog.cluster_pair(&key("remote")).unwrap().status.is_some());
     let missing = h.apply(Command::PairHealth {
         pair: key("nope"),
+        generation: 1,
         scheduler: Ready,
         storage: Ready,
         reason: String::new(),
         at: start,
     });
     assert!(matches!(missing, Response::Rejected(Rejection::NotFound { .. })));
+    // A check of an older spec of the pair is dropped.
+    let stale = h.apply(Command::PairHealth {
+        pair: key("remote"),
+        generation: 7,
+        scheduler: Ready,
+        storage: Ready,
+        reason: String::new(),
+        at: start,
+    });
+    assert_eq!(stale, Response::PairHealth { changed: false });
+    assert_eq!(
+        h.catalog.cluster_pair(&key("remote")).unwrap().status.clone().unwrap().scheduler_status,
+        Error
+    );
 }

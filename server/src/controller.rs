@@ -1,8 +1,8 @@
 //! The Kubernetes controller: Stork's custom resources on the source cluster are the user's
 //! interface, as with Stork.
 //!
-//! While this node leads, watchers (kube-runtime) on the seven Stork kinds wake a reconcile
-//! pass, which also runs every [`RESYNC`]:
+//! While this node leads, reflectors (kube-runtime watchers feeding caches) on the seven Stork
+//! kinds wake a reconcile pass over the caches, which also runs every [`RESYNC`]:
 //! - **specs in**: each custom resource whose generation it has not mirrored yet goes through
 //!   the same path as `avocetctl apply` (validated, then one `Put`), marked with
 //!   `avocet.dev/source: kubernetes`; an invalid one gets a Warning event naming every bad field,
@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use avocet_proto::api::ApplyRequest;
@@ -32,7 +33,7 @@ use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::discovery::ApiResource;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -93,23 +94,35 @@ impl Controller {
     /// Runs until the task is aborted.
     pub async fn run(self) {
         let wake = Arc::new(Notify::new());
-        let watchers: Vec<_> = KINDS
-            .iter()
-            .map(|(kind, plural, _)| {
-                let api =
-                    Api::<DynamicObject>::all_with(self.client.clone(), &resource(*kind, plural));
-                let wake = Arc::clone(&wake);
-                tokio::spawn(async move {
-                    let mut events =
-                        watcher(api, watcher::Config::default()).default_backoff().boxed();
-                    while let Some(event) = events.next().await {
-                        if event.is_ok() {
+        // One reflector per kind: a watch-fed cache the passes read, ready once its first
+        // listing is in (a kind whose definition is not installed never becomes ready, and a
+        // pass leaves it alone).
+        let mut caches = Vec::new();
+        let mut watchers = Vec::new();
+        for (kind, plural, namespaced) in KINDS {
+            let ar = resource(kind, plural);
+            let api = Api::<DynamicObject>::all_with(self.client.clone(), &ar);
+            let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+            let reader = writer.as_reader();
+            let ready = Arc::new(AtomicBool::new(false));
+            let (wake, became_ready) = (Arc::clone(&wake), Arc::clone(&ready));
+            watchers.push(tokio::spawn(async move {
+                let mut events =
+                    reflector(writer, watcher(api, watcher::Config::default()).default_backoff())
+                        .boxed();
+                while let Some(event) = events.next().await {
+                    match event {
+                        Ok(watcher::Event::InitDone) => {
+                            became_ready.store(true, Ordering::Release);
                             wake.notify_one();
                         }
+                        Ok(_) => wake.notify_one(),
+                        Err(_) => {}
                     }
-                })
-            })
-            .collect();
+                }
+            }));
+            caches.push(Cache { kind, plural, namespaced, reader, ready });
+        }
         let _abort = AbortOnDrop(watchers);
         let mut memory = Memory::default();
         let mut led = false;
@@ -128,29 +141,22 @@ impl Controller {
                 led = true;
             }
             tracing::debug!("controller pass");
-            if let Err(error) = self.pass(&mut memory).await {
+            if let Err(error) = self.pass(&caches, &mut memory).await {
                 tracing::warn!(%error, "controller pass failed; retrying");
             }
         }
     }
 
-    async fn pass(&self, memory: &mut Memory) -> Result<(), kube::Error> {
+    async fn pass(&self, caches: &[Cache], memory: &mut Memory) -> Result<(), kube::Error> {
         let mut present: HashMap<Kind, Vec<Value>> = HashMap::new();
-        for (kind, plural, namespaced) in KINDS {
-            let api = Api::<DynamicObject>::all_with(self.client.clone(), &resource(kind, plural));
-            let items = match api.list(&ListParams::default()).await {
-                Ok(list) => list.items,
-                // The definition is not installed: nothing of this kind to mirror.
-                Err(kube::Error::Api(status)) if status.code == 404 => continue,
-                Err(e) => return Err(e),
-            };
+        for cache in caches.iter().filter(|c| c.ready.load(Ordering::Acquire)) {
             let mut values = Vec::new();
-            for item in items {
-                let value = serde_json::to_value(&item).unwrap_or(Value::Null);
-                self.mirror(kind, plural, namespaced, &value, memory).await?;
+            for item in cache.reader.state() {
+                let value = serde_json::to_value(&*item).unwrap_or(Value::Null);
+                self.mirror(cache.kind, cache.plural, cache.namespaced, &value, memory).await?;
                 values.push(value);
             }
-            present.insert(kind, values);
+            present.insert(cache.kind, values);
         }
         self.delete_gone(&present).await;
         self.migrations_out(&present).await?;
@@ -536,6 +542,15 @@ impl Controller {
             Err(error) => tracing::debug!(%error, "cannot write an event"),
         }
     }
+}
+
+/// One kind's watch-fed cache.
+struct Cache {
+    kind: Kind,
+    plural: &'static str,
+    namespaced: bool,
+    reader: reflector::Store<DynamicObject>,
+    ready: Arc<AtomicBool>,
 }
 
 /// Aborts the watcher tasks when the controller stops.

@@ -62,6 +62,7 @@ impl PairChecker {
                 }
                 let command = Command::PairHealth {
                     pair: key.clone(),
+                    generation: pair.metadata.generation.unwrap_or(0),
                     scheduler: found.scheduler,
                     storage: found.storage,
                     reason: found.reason.clone(),
@@ -126,15 +127,35 @@ async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, Stri
         port.parse().map_err(|_| format!("options.port {port:?} is not a port number"))?;
     let host =
         if ip.contains(':') && !ip.starts_with('[') { format!("[{ip}]") } else { ip.clone() };
-    let url = format!("http://{host}:{port}");
-    let endpoint = Endpoint::from_shared(url.clone())
+    // With `options.cadata` the destination serves TLS and this authority signed its certificate.
+    let ca = match options.get("cadata").filter(|c| !c.is_empty()) {
+        Some(data) => {
+            use base64::Engine as _;
+            Some(
+                base64::engine::general_purpose::STANDARD
+                    .decode(data.trim())
+                    .map_err(|_| "options.cadata is not base64".to_owned())?,
+            )
+        }
+        None => None,
+    };
+    let scheme = if ca.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{port}");
+    let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| format!("options.ip {ip:?} does not make an address"))?
         .connect_timeout(CHECK_TIMEOUT)
         .timeout(CHECK_TIMEOUT);
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| format!("the destination Avocet is not reachable at {url}: {e}"))?;
+    if let Some(pem) = ca {
+        let tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(pem))
+            .domain_name(ip.trim_start_matches('[').trim_end_matches(']'));
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| format!("options.cadata: {}", crate::error_chain(&e)))?;
+    }
+    let channel = endpoint.connect().await.map_err(|e| {
+        format!("the destination Avocet is not reachable at {url}: {}", crate::error_chain(&e))
+    })?;
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .map_err(|_| "options.token holds characters a header cannot carry".to_owned())?;

@@ -347,8 +347,9 @@ impl ClusterPairMode {
     }
 }
 
-/// Lists the `options` keys Avocet reads.
-pub const KNOWN_OPTIONS: [&str; 5] = ["ip", "port", "token", "mode", "backuplocation"];
+/// Lists the `options` keys Avocet reads. `cadata` is Avocet's own: the base64 PEM certificate
+/// authority of a destination Avocet that serves TLS (Stork's PX API has no such key).
+pub const KNOWN_OPTIONS: [&str; 6] = ["ip", "port", "token", "mode", "backuplocation", "cadata"];
 
 /// Gives the destination Avocet port when `options.port` is not set.
 pub const DEFAULT_STORAGE_PORT: u16 = 9001;
@@ -391,6 +392,22 @@ impl ClusterPairSpec {
                     }
                 }
                 "backuplocation" => check_object_name(errors, &entry, value),
+                "cadata" => {
+                    use base64::Engine as _;
+                    let pem = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok();
+                    let is_pem = pem.as_deref().is_some_and(|pem| {
+                        String::from_utf8_lossy(pem).contains("-----BEGIN CERTIFICATE-----")
+                    });
+                    if !is_pem {
+                        let shown: String = value.chars().take(24).collect();
+                        errors.push(
+                            &entry,
+                            format!(
+                                "\"{shown}…\" is not a base64 PEM certificate (base64 -w0 ca.crt)"
+                            ),
+                        );
+                    }
+                }
                 "ip" => {
                     if value.is_empty() || value.contains(char::is_whitespace) {
                         errors.push(&entry, format!("{value:?} is not a host name or address"));
@@ -518,6 +535,24 @@ mod tests {
         let warnings = spec.check(&mut errors, &FieldPath::root().field("spec"));
         assert!(errors.is_empty(), "{errors}");
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn cadata_must_be_a_base64_pem_certificate() {
+        use base64::Engine as _;
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        let good = base64::engine::general_purpose::STANDARD.encode(pem);
+        for (value, ok) in [(good.as_str(), true), ("not base64!", false), ("aGVsbG8=", false)] {
+            let spec = spec(serde_json::json!({"config": valid_config(),
+                "options": {"ip": "10.0.0.2", "token": "abc", "cadata": value}}));
+            let mut errors = ValidationErrors::default();
+            let warnings = spec.check(&mut errors, &FieldPath::root().field("spec"));
+            assert_eq!(errors.is_empty(), ok, "{value}: {errors}");
+            assert!(warnings.is_empty(), "{warnings:?}");
+            if !ok {
+                assert!(errors.to_string().contains("spec.options.cadata"), "{errors}");
+            }
+        }
     }
 
     #[test]

@@ -2,11 +2,48 @@
 //! destination Kubernetes API and Avocet answer, NotProvided without storage options, and Error
 //! with the reason when the destination goes away later (Stork would keep saying Ready).
 
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use avocet_sandbox::{Sandbox, SandboxConfig};
+use base64::Engine as _;
 
 use crate::group::{ADMIN_TOKEN, Group};
+
+/// A one-node `avocet serve` on TLS, as a destination Avocet; returns it, its port and its CA.
+fn tls_destination(dir: &std::path::Path) -> (Child, u16, String) {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert, key) = (dir.join("dest.crt"), dir.join("dest.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let free = || TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (api, raft) = (free(), free());
+    let child = Command::new(env!("CARGO_BIN_EXE_avocet"))
+        .args(["serve", "--id", "1", "--bootstrap", "--metrics-listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+            "--raft-listen",
+            &format!("127.0.0.1:{raft}"),
+        ])
+        .args(["--peers", &format!("1=127.0.0.1:{raft}")])
+        .arg("--data-dir")
+        .arg(dir.join("dest-node"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("AVOCET_PEER_TOKEN", "peer")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (child, api, base64::engine::general_purpose::STANDARD.encode(certified.cert.pem()))
+}
 
 #[test]
 fn pairs_are_checked_again_and_a_broken_destination_turns_error() {
@@ -25,8 +62,14 @@ fn pairs_are_checked_again_and_a_broken_destination_turns_error() {
     // One pair with storage options pointing at this group's own API, one without.
     let (_, port) = group.nodes[&node].api.rsplit_once(':').unwrap();
     let options = format!("ip=127.0.0.1,port={port},token={ADMIN_TOKEN}");
+    let (mut tls_node, tls_port, ca) = tls_destination(dir.path());
+    let tls_options = format!("ip=localhost,port={tls_port},token={ADMIN_TOKEN},cadata={ca}");
     let mut documents = String::new();
-    for (name, storage) in [("remote", Some(options.as_str())), ("kube-only", None)] {
+    for (name, storage) in [
+        ("remote", Some(options.as_str())),
+        ("kube-only", None),
+        ("tls-remote", Some(tls_options.as_str())),
+    ] {
         let mut args = vec![
             "generate",
             "clusterpair",
@@ -77,6 +120,15 @@ fn pairs_are_checked_again_and_a_broken_destination_turns_error() {
                 && r.get(2).map(String::as_str) == Some("Ready")
         })
     });
+
+    group.eventually(Duration::from_secs(30), "tls-remote Ready/Ready over TLS", || {
+        row("tls-remote").filter(|r| {
+            r.get(1).map(String::as_str) == Some("Ready")
+                && r.get(2).map(String::as_str) == Some("Ready")
+        })
+    });
+    let _ = tls_node.kill();
+    let _ = tls_node.wait();
 
     // The destination goes away: the next check says so, with the reason in an event.
     runtime.block_on(sandbox.shutdown());
