@@ -261,7 +261,7 @@ pub async fn copy(
                 "Resource unchanged since the last migration".to_owned(),
             )
         } else {
-            match apply(destination, &resource, item, obj).await {
+            match apply(destination, &resource, item, obj, &namespaces).await {
                 Ok(()) => {
                     report.applied += 1;
                     (MigrationStatusType::Successful, "Resource migrated successfully".to_owned())
@@ -576,14 +576,25 @@ async fn apply(
     resource: &ApiResource,
     item: &Item,
     obj: &Value,
+    namespaces: &[String],
 ) -> Result<(), kube::Error> {
     let api = if item.namespaced {
         Api::<DynamicObject>::namespaced_with(destination.clone(), item.namespace(), resource)
     } else {
         Api::<DynamicObject>::all_with(destination.clone(), resource)
     };
+    let mut obj = obj.clone();
+    // A ClusterRoleBinding's subjects are one list on the server; keep the destination's
+    // subjects from elsewhere (other namespaces' migrations, the standby's own) beside ours.
+    if item.kind == "ClusterRoleBinding"
+        && let Some(existing) = api.get_opt(item.name()).await?
+    {
+        let in_scope: BTreeSet<String> = namespaces.iter().cloned().collect();
+        obj["subjects"] =
+            select::merged_subjects(&existing.data["subjects"], &obj["subjects"], &in_scope);
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch(item.name(), &params, &Patch::Apply(obj)).await?;
+    api.patch(item.name(), &params, &Patch::Apply(&obj)).await?;
     Ok(())
 }
 

@@ -311,6 +311,36 @@ pub fn cluster_role_bindings(bindings: &[Item], namespaces: &BTreeSet<String>) -
         .collect()
 }
 
+/// The subjects a copied ClusterRoleBinding gets on a destination that has it already: the
+/// destination's subjects outside the migrated namespaces, then the source's (trimmed to those
+/// namespaces). Subjects of the namespaces that the source no longer lists are dropped.
+pub fn merged_subjects(
+    destination: &Value,
+    source: &Value,
+    namespaces: &BTreeSet<String>,
+) -> Value {
+    let ours = |s: &Value| {
+        let ns = s["namespace"].as_str().unwrap_or_default();
+        let name = s["name"].as_str().unwrap_or_default();
+        match s["kind"].as_str() {
+            Some("ServiceAccount") => namespaces.contains(ns),
+            Some("User" | "Group") => name
+                .strip_prefix("system:serviceaccounts:")
+                .or_else(|| name.split(':').nth(2))
+                .is_some_and(|n| namespaces.contains(n)),
+            _ => false,
+        }
+    };
+    let mut merged: Vec<Value> =
+        destination.as_array().into_iter().flatten().filter(|s| !ours(s)).cloned().collect();
+    for subject in source.as_array().into_iter().flatten() {
+        if !merged.contains(subject) {
+            merged.push(subject.clone());
+        }
+    }
+    Value::Array(merged)
+}
+
 /// ClusterRoles referenced by the collected ClusterRoleBindings or by RoleBindings in the
 /// namespaces, excluding system roles.
 pub fn cluster_roles(roles: &[Item], bindings: &[&Item]) -> Vec<Item> {
@@ -450,6 +480,23 @@ mod tests {
         assert_eq!(names, ["web", "owned-cm"]);
         let travelling = travelling(&kept[1], false);
         assert_eq!(travelling["metadata"], json!({"name": "owned-cm", "namespace": "a"}));
+    }
+
+    #[test]
+    fn a_shared_binding_keeps_other_namespaces_subjects() {
+        let namespaces: BTreeSet<String> = ["mysql".to_owned()].into();
+        let destination = json!([
+            {"kind": "ServiceAccount", "name": "app", "namespace": "postgres"},
+            {"kind": "ServiceAccount", "name": "old", "namespace": "mysql"},
+            {"kind": "User", "name": "alice"}]);
+        let source = json!([{"kind": "ServiceAccount", "name": "app", "namespace": "mysql"}]);
+        assert_eq!(
+            merged_subjects(&destination, &source, &namespaces),
+            json!([
+                {"kind": "ServiceAccount", "name": "app", "namespace": "postgres"},
+                {"kind": "User", "name": "alice"},
+                {"kind": "ServiceAccount", "name": "app", "namespace": "mysql"}])
+        );
     }
 
     #[test]
