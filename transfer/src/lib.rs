@@ -9,3 +9,12 @@
 //! Only this crate names aws-sdk-s3 (an architecture invariant, checked by the tidy test). It
 //! depends on no other Avocet crate, so it doubles as a standalone tool behind
 //! `avocetctl snapshot push|restore`. The data-plane issue fills it in.
+//!
+//! What exists today: the pure cores — [`chunk`] (FastCDC and BLAKE3 ids), [`seal`] (zstd and
+//! XChaCha20-Poly1305 with a derived key), [`manifest`] (versioned, path-safe) and [`plan`]
+//! (full runs, change detection). The stores, push and restore come next.
+
+pub mod chunk;
+pub mod manifest;
+pub mod plan;
+pub mod seal;
