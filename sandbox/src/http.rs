@@ -345,11 +345,13 @@ fn route(shared: &Shared, call: &Call) -> ApiResult<Routed> {
     }
     match (name, sub) {
         (None, _) => collection(shared, call, &rt, namespace),
-        (Some(name), None) => item(shared, call, &rt, namespace, name),
-        (Some(name), Some("status")) if rt.status => status(shared, call, &rt, namespace, name),
+        (Some(name), None) => item(shared, call, &rt, namespace, name, main_part(&rt)),
+        (Some(name), Some("status")) if rt.status => {
+            item(shared, call, &rt, namespace, name, Part::Status)
+        }
         (Some(name), Some("scale")) if rt.scale => scale(shared, call, &rt, namespace, name),
         (Some(name), Some("finalize")) if rt.plural == "namespaces" && rt.group.is_empty() => {
-            item(shared, call, &rt, namespace, name)
+            item(shared, call, &rt, namespace, name, main_part(&rt))
         }
         _ => Err(not_found()),
     }
@@ -396,17 +398,20 @@ fn collection(
     }
 }
 
+/// An object (`part` Main or All) or its `/status` (`part` Status: no DELETE, no Table).
 fn item(
     shared: &Shared,
     call: &Call,
     rt: &ResourceType,
     namespace: Option<&str>,
     name: &str,
+    part: Part,
 ) -> ApiResult<Routed> {
+    let on_status = part == Part::Status;
     match call.method {
         Method::GET => {
             let obj = ops::get(&shared.store(), rt, namespace, name)?;
-            if call.wants_table() { ok(table::single(rt, &obj)) } else { ok(obj) }
+            if call.wants_table() && !on_status { ok(table::single(rt, &obj)) } else { ok(obj) }
         }
         Method::PUT => {
             let body = call.body_json()?;
@@ -416,7 +421,7 @@ fn item(
                 namespace,
                 name,
                 body,
-                main_part(rt),
+                part,
                 &call.write_opts()?,
             )?)
         }
@@ -425,20 +430,11 @@ fn item(
             let opts = call.write_opts()?;
             let mut store = shared.store();
             let existed = ops::get(&store, rt, namespace, name).is_ok();
-            let out = ops::patch(
-                &mut store,
-                rt,
-                namespace,
-                name,
-                kind,
-                &call.body,
-                main_part(rt),
-                &opts,
-            )?;
+            let out = ops::patch(&mut store, rt, namespace, name, kind, &call.body, part, &opts)?;
             let code = if existed { StatusCode::OK } else { StatusCode::CREATED };
             Ok(Routed::Json(code, out))
         }
-        Method::DELETE => {
+        Method::DELETE if !on_status => {
             let d = DeleteOpts::parse(
                 &call.body,
                 call.query.get("propagationPolicy").map(String::as_str),
@@ -446,54 +442,15 @@ fn item(
             ok(ops::delete(&mut shared.store(), rt, namespace, name, &d, &call.write_opts()?)?)
         }
         _ => Err(ApiError::method_not_allowed(format!(
-            "{} is not supported on an object",
-            call.method
+            "{} is not supported on {}",
+            call.method,
+            if on_status { "status" } else { "an object" }
         ))),
     }
 }
 
 fn main_part(rt: &ResourceType) -> Part {
     if rt.status { Part::Main } else { Part::All }
-}
-
-fn status(
-    shared: &Shared,
-    call: &Call,
-    rt: &ResourceType,
-    namespace: Option<&str>,
-    name: &str,
-) -> ApiResult<Routed> {
-    match call.method {
-        Method::GET => ok(ops::get(&shared.store(), rt, namespace, name)?),
-        Method::PUT => {
-            let body = call.body_json()?;
-            ok(ops::update(
-                &mut shared.store(),
-                rt,
-                namespace,
-                name,
-                body,
-                Part::Status,
-                &call.write_opts()?,
-            )?)
-        }
-        Method::PATCH => {
-            let kind = PatchType::from_content_type(&call.content_type)?;
-            ok(ops::patch(
-                &mut shared.store(),
-                rt,
-                namespace,
-                name,
-                kind,
-                &call.body,
-                Part::Status,
-                &call.write_opts()?,
-            )?)
-        }
-        _ => {
-            Err(ApiError::method_not_allowed(format!("{} is not supported on status", call.method)))
-        }
-    }
 }
 
 fn scale(

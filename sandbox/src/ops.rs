@@ -782,29 +782,19 @@ pub(crate) fn delete(
     let key = key(rt, namespace, name);
     let current =
         store.get(&key).cloned().ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
-    if let Some(uid) = &d.uid
-        && Some(uid.as_str()) != current["metadata"]["uid"].as_str()
+    for (field, label, wanted) in
+        [("uid", "UID", &d.uid), ("resourceVersion", "ResourceVersion", &d.resource_version)]
     {
-        return Err(ApiError::conflict(
-            &rt.qualified(),
-            name,
-            &format!(
-                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                current["metadata"]["uid"].as_str().unwrap_or_default()
-            ),
-        ));
-    }
-    if let Some(rv) = &d.resource_version
-        && Some(rv.as_str()) != current["metadata"]["resourceVersion"].as_str()
-    {
-        return Err(ApiError::conflict(
-            &rt.qualified(),
-            name,
-            &format!(
-                "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
-                current["metadata"]["resourceVersion"].as_str().unwrap_or_default()
-            ),
-        ));
+        let actual = current["metadata"][field].as_str();
+        if let Some(wanted) = wanted
+            && Some(wanted.as_str()) != actual
+        {
+            let why = format!(
+                "Precondition failed: {label} in precondition: {wanted}, {label} in object meta: {}",
+                actual.unwrap_or_default()
+            );
+            return Err(ApiError::conflict(&rt.qualified(), name, &why));
+        }
     }
     if opts.dry_run || d.dry_run {
         return Ok(present(rt, &current));
