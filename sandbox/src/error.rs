@@ -102,6 +102,11 @@ impl ApiError {
             }))
     }
 
+    /// 422 for a patch that parses but cannot be applied (a failed `test`, a missing path).
+    pub fn invalid_patch(message: impl Into<String>) -> Self {
+        Self::new(422, "Invalid", message)
+    }
+
     /// 403, for example content in a namespace being deleted.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)

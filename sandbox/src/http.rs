@@ -345,13 +345,13 @@ fn route(shared: &Shared, call: &Call) -> ApiResult<Routed> {
     }
     match (name, sub) {
         (None, _) => collection(shared, call, &rt, namespace),
-        (Some(name), None) => item(shared, call, &rt, namespace, name, main_part(&rt)),
+        (Some(name), None) => item(shared, call, &rt, namespace, name, ops::main_part(&rt)),
         (Some(name), Some("status")) if rt.status => {
             item(shared, call, &rt, namespace, name, Part::Status)
         }
         (Some(name), Some("scale")) if rt.scale => scale(shared, call, &rt, namespace, name),
         (Some(name), Some("finalize")) if rt.plural == "namespaces" && rt.group.is_empty() => {
-            item(shared, call, &rt, namespace, name, main_part(&rt))
+            item(shared, call, &rt, namespace, name, ops::main_part(&rt))
         }
         _ => Err(not_found()),
     }
@@ -447,10 +447,6 @@ fn item(
             if on_status { "status" } else { "an object" }
         ))),
     }
-}
-
-fn main_part(rt: &ResourceType) -> Part {
-    if rt.status { Part::Main } else { Part::All }
 }
 
 fn scale(

@@ -218,7 +218,9 @@ fn writer<'a>(
     Writer { manager: &opts.manager, api_version, now, part, keyed: !rt.custom }
 }
 
-fn main_part(rt: &ResourceType) -> Part {
+/// The part a write to the main resource touches: all of it, or all but status when the
+/// kind has a status subresource.
+pub(crate) fn main_part(rt: &ResourceType) -> Part {
     if rt.status { Part::Main } else { Part::All }
 }
 

@@ -224,16 +224,6 @@ fn reorder(field: &str, list: &mut Vec<Value>, order: &[Value]) {
     list.append(&mut rest);
 }
 
-impl ApiError {
-    /// 422 for a patch that parses but cannot be applied (a failed `test`, a missing path).
-    pub(crate) fn invalid_patch(message: impl Into<String>) -> Self {
-        let mut e = ApiError::bad_request(message);
-        e.code = 422;
-        e.reason = "Invalid";
-        e
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;

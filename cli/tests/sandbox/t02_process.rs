@@ -19,8 +19,8 @@ fn a_wrong_token_gets_401_and_objects_survive_a_kill() {
     let out = sandbox.kubectl_command(&wrong).args(["get", "namespaces"]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("Unauthorized")
-            || err.contains("provide credentials"),
+        !out.status.success()
+            && (err.contains("Unauthorized") || err.contains("provide credentials")),
         "401: {err}"
     );
 

@@ -179,21 +179,16 @@ pub fn change_for(
                     if !migrated {
                         continue;
                     }
-                    let suspended = match option.value_type.as_str() {
-                        "int" => json!(0),
-                        "bool" => json!(option.value.parse::<bool>().unwrap_or(true)),
-                        _ => json!(option.value),
-                    };
+                    let suspended = transform::suspended_value(option);
                     if annotation(obj, &key).is_some() && current == Some(&suspended) {
                         continue;
                     }
-                    let text = |v: Option<&Value>| match v {
-                        Some(Value::String(s)) => s.clone(),
-                        Some(Value::Null) | None => String::new(),
-                        Some(other) => other.to_string(),
-                    };
-                    patch["metadata"]["annotations"][&key] =
-                        json!(format!("{},{}", text(current), text(Some(&suspended))));
+                    let recorded = format!(
+                        "{},{}",
+                        transform::text_of(current),
+                        transform::text_of(Some(&suspended))
+                    );
+                    patch["metadata"]["annotations"][&key] = json!(recorded);
                     transform::set_path(&mut patch, &option.path, suspended.clone());
                     lines.push(format!(
                         "Updated {} for {kind_word} {name} to {suspended}",

@@ -4,7 +4,7 @@
 //! manager, skipping objects whose resource hash is unchanged. Optionally purge what an earlier
 //! migration copied and the source no longer has.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use avocet_types::migration::{MigrationResourceInfo, MigrationSpec, MigrationStatusType};
 use avocet_types::registration::ApplicationResource;
@@ -716,13 +716,4 @@ async fn purge(
             }
         }
     }
-}
-
-/// Names the objects of a report by status, for logs and tests.
-pub fn summary(report: &CopyReport) -> BTreeMap<&'static str, usize> {
-    let mut counts = BTreeMap::new();
-    for r in &report.resources {
-        *counts.entry(r.status.as_str()).or_insert(0) += 1;
-    }
-    counts
 }

@@ -275,6 +275,19 @@ fn bootstrapped(item: &Item) -> bool {
         || item.object["metadata"]["labels"]["kubernetes.io/bootstrapping"] == "rbac-defaults"
 }
 
+/// The namespace an RBAC subject belongs to: a ServiceAccount's own, or the one a
+/// `system:serviceaccount(s):NS…` user or group names.
+fn subject_namespace(subject: &Value) -> Option<&str> {
+    let name = subject["name"].as_str().unwrap_or_default();
+    match subject["kind"].as_str() {
+        Some("ServiceAccount") => subject["namespace"].as_str(),
+        Some("User" | "Group") => {
+            name.strip_prefix("system:serviceaccounts:").or_else(|| name.split(':').nth(2))
+        }
+        _ => None,
+    }
+}
+
 /// ClusterRoleBindings that bind a subject living in one of the namespaces (a ServiceAccount
 /// other than `default` there, or the namespace's service-account group), with their subjects
 /// cut down to those namespaces.
@@ -288,16 +301,9 @@ pub fn cluster_role_bindings(bindings: &[Item], namespaces: &BTreeSet<String>) -
                 .into_iter()
                 .flatten()
                 .filter(|s| {
-                    let ns = s["namespace"].as_str().unwrap_or_default();
-                    let name = s["name"].as_str().unwrap_or_default();
-                    match s["kind"].as_str() {
-                        Some("ServiceAccount") => namespaces.contains(ns) && name != "default",
-                        Some("User" | "Group") => name
-                            .strip_prefix("system:serviceaccounts:")
-                            .or_else(|| name.split(':').nth(2))
-                            .is_some_and(|n| namespaces.contains(n)),
-                        _ => false,
-                    }
+                    let default_account = s["kind"] == "ServiceAccount" && s["name"] == "default";
+                    subject_namespace(s).is_some_and(|ns| namespaces.contains(ns))
+                        && !default_account
                 })
                 .cloned()
                 .collect();
@@ -319,18 +325,7 @@ pub fn merged_subjects(
     source: &Value,
     namespaces: &BTreeSet<String>,
 ) -> Value {
-    let ours = |s: &Value| {
-        let ns = s["namespace"].as_str().unwrap_or_default();
-        let name = s["name"].as_str().unwrap_or_default();
-        match s["kind"].as_str() {
-            Some("ServiceAccount") => namespaces.contains(ns),
-            Some("User" | "Group") => name
-                .strip_prefix("system:serviceaccounts:")
-                .or_else(|| name.split(':').nth(2))
-                .is_some_and(|n| namespaces.contains(n)),
-            _ => false,
-        }
-    };
+    let ours = |s: &Value| subject_namespace(s).is_some_and(|ns| namespaces.contains(ns));
     let mut merged: Vec<Value> =
         destination.as_array().into_iter().flatten().filter(|s| !ours(s)).cloned().collect();
     for subject in source.as_array().into_iter().flatten() {

@@ -224,11 +224,23 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) -> bool {
     }
 }
 
-fn text_of(v: Option<&Value>) -> String {
+/// A value as `stork.libopenstorage.org/<path>` records it: strings bare, others as JSON,
+/// absent as nothing.
+pub(crate) fn text_of(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => String::new(),
         Some(other) => other.to_string(),
+    }
+}
+
+/// What a registered path is set to on a held standby: 0 (int), the boolean (default true),
+/// or the string.
+pub(crate) fn suspended_value(option: &SuspendOptions) -> Value {
+    match option.value_type.as_str() {
+        "int" => json!(0),
+        "bool" => json!(option.value.parse::<bool>().unwrap_or(true)),
+        _ => json!(option.value),
     }
 }
 
@@ -239,11 +251,7 @@ fn suspend_path(obj: &mut Value, option: &SuspendOptions) {
         return;
     }
     let current = text_of(at_path(obj, &option.path));
-    let suspended = match option.value_type.as_str() {
-        "int" => json!(0),
-        "bool" => json!(option.value.parse::<bool>().unwrap_or(true)),
-        _ => json!(option.value),
-    };
+    let suspended = suspended_value(option);
     let suspended_text = text_of(Some(&suspended));
     let key = format!("{SUSPEND_PATH_PREFIX}{}", option.path);
     // Refreshing a standby keeps the source's value, never the suspended one.
