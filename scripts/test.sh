@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NEXTEST_VERSION=0.9.143
+S3S_FS_VERSION=0.14.1
 TZDATA_VERSION=2025.2
 # Debian bookworm's kubectl, used only where the machine has none (the image ships 1.32).
 KUBECTL_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
@@ -25,6 +26,13 @@ fi
 if ! command -v kubectl >/dev/null 2>&1; then
   say "installing kubectl (Debian kubernetes-client ${KUBECTL_DEB_VERSION})"
   apt-get update -qq && apt-get install -y -qq "kubernetes-client=${KUBECTL_DEB_VERSION}"
+fi
+
+# The S3 store is tested against a real S3 server: s3s-fs (on disk, checks signatures). 0.14.1 is
+# the newest that builds with Rust 1.95; the tests start their own instances on loopback ports.
+if ! { command -v s3s-fs >/dev/null 2>&1 || [ -x "${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs" ]; }; then
+  say "installing s3s-fs ${S3S_FS_VERSION}"
+  cargo install --locked "s3s-fs@${S3S_FS_VERSION}" --features binary
 fi
 
 # cargo-nextest runs the tests, one process per test, with the timeouts in .config/nextest.toml.

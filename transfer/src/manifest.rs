@@ -22,8 +22,57 @@ pub struct Manifest {
     pub run: u64,
     /// Whether every file was read (else unchanged files were taken from the previous run).
     pub full: bool,
-    /// Every entry, parents before children, in path order.
+    /// The volume's top directory itself.
+    pub root: Meta,
+    /// Every entry, parents before children, siblings in name order.
     pub entries: Vec<Entry>,
+}
+
+/// Ownership, permissions and time of the volume's top directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, nanoseconds since the epoch.
+    pub mtime_ns: i128,
+}
+
+/// One stretch of a file's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Piece {
+    /// Bytes stored as the chunk `id`.
+    Data {
+        /// The chunk.
+        id: ChunkId,
+        /// Its length.
+        len: u32,
+    },
+    /// A run of zeros, not stored: a restore leaves a hole (the file comes back sparse).
+    Zero {
+        /// Its length.
+        zero: u64,
+    },
+}
+
+impl Piece {
+    /// The stretch's length in bytes.
+    pub fn len(&self) -> u64 {
+        match self {
+            Piece::Data { len, .. } => u64::from(*len),
+            Piece::Zero { zero } => *zero,
+        }
+    }
+
+    /// Whether the stretch is empty (never, for pieces a run writes).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What an entry is.
@@ -64,9 +113,22 @@ pub struct Entry {
     /// For a symlink: its target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-    /// For a file: its chunks in order (holes are runs of zeros, named like any chunk).
+    /// For a file: its contents in order, when they are few enough to list here.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub chunks: Vec<ChunkId>,
+    pub pieces: Vec<Piece>,
+    /// For a large file: the chunk holding its piece list (JSON), so an unchanged large file
+    /// costs one id in the next run's manifest, not thousands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piece_list: Option<ChunkId>,
+}
+
+impl Entry {
+    /// Whether two entries of a file name the same contents.
+    pub fn same_contents(&self, other: &Entry) -> bool {
+        self.size == other.size
+            && self.pieces == other.pieces
+            && self.piece_list == other.piece_list
+    }
 }
 
 /// Why a manifest could not be read.
@@ -142,6 +204,7 @@ mod tests {
             volume: "data".to_owned(),
             run: 3,
             full: false,
+            root: Meta { mode: 0o755, uid: 0, gid: 0, mtime_ns: 5 },
             entries: vec![
                 Entry {
                     path: "db".to_owned(),
@@ -154,7 +217,8 @@ mod tests {
                     inode: 2,
                     hard_link_to: None,
                     target: None,
-                    chunks: Vec::new(),
+                    pieces: Vec::new(),
+                    piece_list: None,
                 },
                 Entry {
                     path: "db/ibdata1".to_owned(),
@@ -162,12 +226,16 @@ mod tests {
                     mode: 0o640,
                     uid: 999,
                     gid: 999,
-                    size: 5,
+                    size: 4101,
                     mtime_ns: 2,
                     inode: 3,
                     hard_link_to: None,
                     target: None,
-                    chunks: vec![ChunkId::of(b"hello")],
+                    pieces: vec![
+                        Piece::Data { id: ChunkId::of(b"hello"), len: 5 },
+                        Piece::Zero { zero: 4096 },
+                    ],
+                    piece_list: None,
                 },
             ],
         }
@@ -176,7 +244,9 @@ mod tests {
     #[test]
     fn a_manifest_round_trips() {
         let m = manifest();
-        assert_eq!(Manifest::decode("data", &m.encode()), Ok(m));
+        assert_eq!(Manifest::decode("data", &m.encode()), Ok(m.clone()));
+        let text = String::from_utf8(m.encode()).expect("json");
+        assert!(text.contains(r#"{"zero":4096}"#), "{text}");
     }
 
     #[test]

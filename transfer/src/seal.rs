@@ -1,21 +1,29 @@
-//! Sealing chunks for the object store: zstd compression, then XChaCha20-Poly1305 with a key
-//! derived from the pair's secret material, the chunk id bound as associated data. A sealed
-//! chunk is `[format 1][24-byte random nonce][ciphertext+tag]`; opening checks the tag and the
-//! plain contents' BLAKE3 against the id, so a swapped, truncated or tampered object is refused.
+//! Sealing objects for the store: zstd compression when it pays, then XChaCha20-Poly1305 with a
+//! key derived from the pair's secret material. A sealed object is `[format][24-byte random
+//! nonce][ciphertext+tag]`; the format byte (1: zstd, 2: stored as is) and a caller's label (a
+//! chunk's id, an object's key) are the associated data, so a swapped, truncated, relabelled or
+//! tampered object is refused. Opening a chunk also checks its plain contents' BLAKE3 against
+//! its id.
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 
 use crate::chunk::ChunkId;
 
-/// The first byte of every sealed chunk.
-const FORMAT: u8 = 1;
+/// Format byte: the plain bytes were compressed with zstd.
+const ZSTD: u8 = 1;
+/// Format byte: the plain bytes are stored as they are (they did not compress).
+const STORED: u8 = 2;
 /// Bytes of nonce after the format byte.
 const NONCE_LEN: usize = 24;
 /// The zstd level: fast, and most of the win on text and databases.
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 1;
+/// Bytes sampled to decide whether compressing is worth it.
+const PROBE_LEN: usize = 4096;
 /// The least secret material a key is derived from.
 pub const KEY_MATERIAL_MIN: usize = 32;
+/// Bytes a sealed object adds to its (compressed) contents: format, nonce and tag.
+pub const OVERHEAD: usize = 1 + NONCE_LEN + 16;
 
 /// Why sealing or opening failed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -25,23 +33,21 @@ pub enum SealError {
         "the key material is {0} bytes; at least {KEY_MATERIAL_MIN} bytes of secret are needed"
     )]
     ShortKey(usize),
-    /// The object is not a sealed chunk of a known format.
-    #[error("chunk {0}: not a sealed chunk of a known format")]
-    Format(ChunkId),
+    /// The object is not a sealed object of a known format.
+    #[error("{0}: not a sealed object of a known format")]
+    Format(String),
     /// The tag did not verify: another key, or the object was changed.
-    #[error(
-        "chunk {0}: does not open with this key (another pair's key, or the object was altered)"
-    )]
-    Tag(ChunkId),
+    #[error("{0}: does not open with this key (another pair's key, or the object was altered)")]
+    Tag(String),
     /// The contents do not hash to the id.
     #[error("chunk {0}: its contents do not match its id")]
     Mismatch(ChunkId),
-    /// Compression failed.
-    #[error("chunk {0}: {1}")]
-    Codec(ChunkId, String),
+    /// Compression failed, or the contents are longer than allowed.
+    #[error("{0}: {1}")]
+    Codec(String, String),
 }
 
-/// An encryption key for one ClusterPair's chunks.
+/// An encryption key for one ClusterPair's objects.
 pub struct Key(XChaCha20Poly1305);
 
 impl std::fmt::Debug for Key {
@@ -63,35 +69,86 @@ impl Key {
     }
 }
 
-/// Compresses and encrypts one chunk.
-pub fn seal(key: &Key, id: &ChunkId, plain: &[u8]) -> Result<Vec<u8>, SealError> {
-    let compressed = zstd::bulk::compress(plain, ZSTD_LEVEL)
-        .map_err(|e| SealError::Codec(id.clone(), e.to_string()))?;
+/// Whether compressing `plain` is worth trying: zstd at its fastest on a sample must save at
+/// least an eighth (random and already-compressed data skip the compressor entirely).
+fn compressible(plain: &[u8]) -> bool {
+    if plain.len() <= PROBE_LEN {
+        return true;
+    }
+    let start = plain.len() / 2 - PROBE_LEN / 2;
+    let sample = &plain[start..start + PROBE_LEN];
+    zstd::bulk::compress(sample, ZSTD_LEVEL).is_ok_and(|c| c.len() < PROBE_LEN - PROBE_LEN / 8)
+}
+
+/// Compresses (when it pays) and encrypts `plain`, binding `label` as associated data.
+pub fn seal_labelled(key: &Key, label: &str, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+    let compressed = if compressible(plain) {
+        let c = zstd::bulk::compress(plain, ZSTD_LEVEL)
+            .map_err(|e| SealError::Codec(label.to_owned(), e.to_string()))?;
+        (c.len() < plain.len()).then_some(c)
+    } else {
+        None
+    };
+    let (format, body) = match &compressed {
+        Some(c) => (ZSTD, c.as_slice()),
+        None => (STORED, plain),
+    };
     let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+    let aad = associated(format, label);
     let ciphertext = key
         .0
-        .encrypt(&nonce, Payload { msg: &compressed, aad: id.as_str().as_bytes() })
-        .map_err(|_| SealError::Codec(id.clone(), "encryption failed".to_owned()))?;
+        .encrypt(&nonce, Payload { msg: body, aad: &aad })
+        .map_err(|_| SealError::Codec(label.to_owned(), "encryption failed".to_owned()))?;
     let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
-    out.push(FORMAT);
+    out.push(format);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(&ciphertext);
     Ok(out)
 }
 
+/// Decrypts and decompresses an object sealed with `label`; `max_len` bounds the plain size.
+pub fn open_labelled(
+    key: &Key,
+    label: &str,
+    sealed: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>, SealError> {
+    let format = sealed.first().copied().unwrap_or(0);
+    if sealed.len() < OVERHEAD || !matches!(format, ZSTD | STORED) {
+        return Err(SealError::Format(label.to_owned()));
+    }
+    let nonce = XNonce::from_slice(&sealed[1..=NONCE_LEN]);
+    let aad = associated(format, label);
+    let body = key
+        .0
+        .decrypt(nonce, Payload { msg: &sealed[1 + NONCE_LEN..], aad: &aad })
+        .map_err(|_| SealError::Tag(label.to_owned()))?;
+    if format == STORED {
+        if body.len() > max_len {
+            return Err(SealError::Codec(label.to_owned(), "longer than allowed".to_owned()));
+        }
+        return Ok(body);
+    }
+    zstd::bulk::decompress(&body, max_len)
+        .map_err(|e| SealError::Codec(label.to_owned(), e.to_string()))
+}
+
+fn associated(format: u8, label: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(1 + label.len());
+    aad.push(format);
+    aad.extend_from_slice(label.as_bytes());
+    aad
+}
+
+/// Compresses and encrypts one chunk, its id as the label.
+pub fn seal(key: &Key, id: &ChunkId, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+    seal_labelled(key, id.as_str(), plain)
+}
+
 /// Decrypts, decompresses and verifies one chunk; `max_len` bounds the plain size (a chunk is
 /// never longer than the chunker's maximum).
 pub fn open(key: &Key, id: &ChunkId, sealed: &[u8], max_len: usize) -> Result<Vec<u8>, SealError> {
-    if sealed.len() < 1 + NONCE_LEN || sealed[0] != FORMAT {
-        return Err(SealError::Format(id.clone()));
-    }
-    let nonce = XNonce::from_slice(&sealed[1..=NONCE_LEN]);
-    let compressed = key
-        .0
-        .decrypt(nonce, Payload { msg: &sealed[1 + NONCE_LEN..], aad: id.as_str().as_bytes() })
-        .map_err(|_| SealError::Tag(id.clone()))?;
-    let plain = zstd::bulk::decompress(&compressed, max_len)
-        .map_err(|e| SealError::Codec(id.clone(), e.to_string()))?;
+    let plain = open_labelled(key, id.as_str(), sealed, max_len)?;
     if ChunkId::of(&plain) != *id {
         return Err(SealError::Mismatch(id.clone()));
     }
@@ -119,18 +176,45 @@ mod tests {
 
     #[test]
     fn another_key_a_swapped_id_or_a_flipped_bit_is_refused() {
-        let data = b"the contents of a database page".repeat(100);
+        let data = b"the contents of a database page".repeat(1000);
         let id = ChunkId::of(&data);
         let sealed = seal(&key(1), &id, &data).expect("seals");
-        assert!(sealed.len() < data.len(), "compressed: {} of {}", sealed.len(), data.len());
-        assert_eq!(open(&key(2), &id, &sealed, 1 << 20), Err(SealError::Tag(id.clone())));
+        assert_eq!(sealed[0], ZSTD);
+        assert!(sealed.len() < data.len() / 10, "compressed: {} of {}", sealed.len(), data.len());
+        let tag = |id: &ChunkId| SealError::Tag(id.to_string());
+        assert_eq!(open(&key(2), &id, &sealed, 1 << 20), Err(tag(&id)));
         let other = ChunkId::of(b"other");
-        assert_eq!(open(&key(1), &other, &sealed, 1 << 20), Err(SealError::Tag(other)));
+        assert_eq!(open(&key(1), &other, &sealed, 1 << 20), Err(tag(&other)));
         let mut flipped = sealed.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert_eq!(open(&key(1), &id, &flipped, 1 << 20), Err(SealError::Tag(id.clone())));
-        assert_eq!(open(&key(1), &id, &sealed[..10], 1 << 20), Err(SealError::Format(id)));
+        assert_eq!(open(&key(1), &id, &flipped, 1 << 20), Err(tag(&id)));
+        let mut reformatted = sealed.clone();
+        reformatted[0] = STORED;
+        assert_eq!(open(&key(1), &id, &reformatted, 1 << 20), Err(tag(&id)), "format is bound");
+        assert_eq!(
+            open(&key(1), &id, &sealed[..10], 1 << 20),
+            Err(SealError::Format(id.to_string()))
+        );
+        assert!(matches!(open(&key(1), &id, &sealed, 100), Err(SealError::Codec(..))));
+    }
+
+    #[test]
+    fn random_data_is_stored_without_compression_and_still_opens() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let data: Vec<u8> = (0..65_536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x.to_le_bytes()[3]
+            })
+            .collect();
+        let id = ChunkId::of(&data);
+        let sealed = seal(&key(1), &id, &data).expect("seals");
+        assert_eq!(sealed[0], STORED);
+        assert_eq!(sealed.len(), data.len() + OVERHEAD);
+        assert_eq!(open(&key(1), &id, &sealed, 1 << 20).expect("opens"), data);
     }
 
     #[test]
@@ -143,5 +227,6 @@ mod tests {
         let id = ChunkId::of(b"x");
         let (a, b) = (seal(&key(1), &id, b"x").expect("a"), seal(&key(1), &id, b"x").expect("b"));
         assert_ne!(a, b, "fresh nonces");
+        assert_eq!(open(&key(1), &id, &a, 10), open(&key(1), &id, &b, 10));
     }
 }

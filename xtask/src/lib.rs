@@ -30,6 +30,7 @@ pub const ALLOWED_INTERNAL_EDGES: &[(&str, &[&str])] = &[
             "avocet-sandbox",
             "avocet-proto",
             "avocet-scheduler",
+            "avocet-transfer",
             "avocet-types",
             "avocet-workers",
         ],

@@ -13,6 +13,7 @@ mod client;
 mod cluster;
 mod generate;
 mod preview;
+mod snapshot;
 mod validate;
 
 /// Caps the size of an input file, so a wrong path (a disk image, a log) fails fast.
@@ -101,6 +102,9 @@ enum Command {
     Activate(activate::ActivateArgs),
     /// Stops the migrated applications on this (destination) cluster again.
     Deactivate(activate::ActivateArgs),
+    /// Pushes a volume's changes to an object store, or restores a run from it.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +331,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Activate(args) => {
             activate::run(&args, avocet_workers::resources::activate::Direction::Activate, &mut out)
         }
+        Command::Snapshot(command) => snapshot::run(command, &mut out),
         Command::Deactivate(args) => activate::run(
             &args,
             avocet_workers::resources::activate::Direction::Deactivate,

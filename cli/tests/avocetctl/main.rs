@@ -5,6 +5,7 @@
 
 mod t01_validate;
 mod t02_preview_oracle;
+mod t03_snapshot;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
