@@ -1,7 +1,7 @@
 //! The data plane: moving what changed in a volume, and nothing else, through an object store.
 //!
 //! A *push* reads a directory tree, cuts changed files into content-defined chunks (FastCDC,
-//! named by BLAKE3), seals each new chunk (zstd when it pays, then XChaCha20-Poly1305 with a
+//! named by BLAKE3), seals each new chunk (zstd when it pays, then AES-256-GCM-SIV with a
 //! key derived from the pair's secret), gathers them into packs with an index each, and writes
 //! a manifest of the run last, so a manifest's presence means the snapshot is complete. A
 //! *restore* builds a manifest's tree beside the target, reusing what the previous restore left

@@ -118,20 +118,30 @@ pub async fn push(
         .map(|m| m.entries.into_iter().map(|e| (e.path.clone(), e)).collect())
         .unwrap_or_default();
 
-    let (tx, rx) = tokio::sync::mpsc::channel::<(ChunkId, Vec<u8>)>(32);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Batch>(8);
     let source_owned = source.to_path_buf();
     let sizes = options.sizes;
     let scan_progress = progress.clone();
     let scanner = tokio::task::spawn_blocking(move || {
         let input = ScanInput { source: &source_owned, previous, full, known: &known, sizes };
+        let stopped = || TransferError::Stopped("the uploads stopped".to_owned());
+        let mut batch = Batch::default();
         let mut sink = |id: ChunkId, data: Vec<u8>| {
-            tx.blocking_send((id, data))
-                .map_err(|_| TransferError::Stopped("the uploads stopped".to_owned()))
+            batch.bytes += data.len();
+            batch.chunks.push((id, data));
+            if batch.bytes >= BATCH_BYTES {
+                tx.blocking_send(std::mem::take(&mut batch)).map_err(|_| stopped())?;
+            }
+            Ok(())
         };
         let mut report = |n: u64| {
             scan_progress.scanned.fetch_add(n, Ordering::Relaxed);
         };
-        scan::scan(input, &mut sink, &mut report)
+        let scanned = scan::scan(input, &mut sink, &mut report)?;
+        if !batch.chunks.is_empty() {
+            tx.blocking_send(batch).map_err(|_| stopped())?;
+        }
+        Ok::<_, TransferError>(scanned)
     });
     let uploaded = upload(repo, rx, options, &progress).await;
     let scanned =
@@ -166,24 +176,38 @@ pub async fn push(
     })
 }
 
+/// New chunks travel from the scan to the sealers in batches of about this many bytes, so a
+/// hand-over between threads costs little next to the work it carries.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// New chunks on their way to be sealed.
+#[derive(Debug, Default)]
+struct Batch {
+    chunks: Vec<(ChunkId, Vec<u8>)>,
+    bytes: usize,
+}
+
 /// Seals what arrives, packs it, and stores the packs; returns the bytes stored.
 async fn upload(
     repo: &Repository,
-    rx: tokio::sync::mpsc::Receiver<(ChunkId, Vec<u8>)>,
+    rx: tokio::sync::mpsc::Receiver<Batch>,
     options: &PushOptions,
     progress: &Arc<Progress>,
 ) -> Result<u64, TransferError> {
     let key_repo = repo.clone();
     let sealed =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
-            .map(move |(id, data)| {
+            .map(move |batch: Batch| {
                 let repo = key_repo.clone();
                 tokio::task::spawn_blocking(move || {
-                    let bytes = seal::seal(repo.key(), &id, &data)?;
-                    Ok::<_, TransferError>((id, bytes))
+                    batch
+                        .chunks
+                        .into_iter()
+                        .map(|(id, data)| Ok((seal::seal(repo.key(), &id, &data)?, id)))
+                        .collect::<Result<Vec<(Vec<u8>, ChunkId)>, TransferError>>()
                 })
             })
-            .buffered(3);
+            .buffer_unordered(3);
     let mut sealed = std::pin::pin!(sealed);
     let mut pack: Vec<u8> = Vec::with_capacity(options.pack_size + 512 * 1024);
     let mut located: Vec<Located> = Vec::new();
@@ -199,11 +223,13 @@ async fn upload(
         });
     };
     while let Some(next) = sealed.next().await {
-        let (id, bytes) =
+        let batch =
             next.map_err(|e| TransferError::Stopped(format!("sealing panicked: {e}")))??;
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        located.push(Located { id, offset: pack.len() as u64, len });
-        pack.extend_from_slice(&bytes);
+        for (bytes, id) in batch {
+            let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+            located.push(Located { id, offset: pack.len() as u64, len });
+            pack.extend_from_slice(&bytes);
+        }
         if pack.len() >= options.pack_size {
             while tasks.len() >= options.uploads.max(1) {
                 total += joined(tasks.join_next().await)?;

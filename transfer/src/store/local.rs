@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{ObjectStore, StoreError, StoreFuture};
 
+/// Objects at least this large are synced as they are written.
+const SYNC_NOW_BYTES: usize = 1024 * 1024;
+
 /// Marks a temporary file (never a key: keys have no `~`).
 const TEMP_MARK: &str = "~tmp~";
 
@@ -75,7 +78,12 @@ fn write_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<()> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = parent.join(format!("{name}{TEMP_MARK}{}-{n}", std::process::id()));
     let result = std::fs::File::create(&temp)
-        .and_then(|mut file| file.write_all(body))
+        .and_then(|mut file| {
+            file.write_all(body)?;
+            // A large object (a pack) goes to disk now, while the run goes on, rather than all
+            // at once in the final `flush`.
+            if body.len() >= SYNC_NOW_BYTES { file.sync_data() } else { Ok(()) }
+        })
         .and_then(|()| std::fs::rename(&temp, path));
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
