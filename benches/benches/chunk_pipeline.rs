@@ -51,7 +51,7 @@ fn pipeline(c: &mut Criterion) {
         });
         group.bench_function(format!("cut/{name}"), |b| {
             b.iter(|| {
-                fastcdc::v2020::FastCDC::new(&data[..], 8192, 16384, 65536)
+                fastcdc::v2020::FastCDC::new(&data[..], 12288, 16384, 65536)
                     .map(|c| c.length)
                     .sum::<usize>()
             })
