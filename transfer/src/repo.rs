@@ -100,11 +100,15 @@ impl Repository {
     /// Reads every pack index: the chunks the store has, and where.
     pub async fn load_index(&self) -> Result<Index, TransferError> {
         let keys = self.store.list(layout::INDEX_PREFIX).await?;
-        let indexes: Vec<PackIndex> = futures::stream::iter(keys)
-            .map(|key| async move { self.read_pack_index(&key).await })
-            .buffer_unordered(INDEX_FETCHES)
-            .try_collect()
-            .await?;
+        let reads: Vec<_> = keys
+            .into_iter()
+            .map(|key| {
+                let repo = self.clone();
+                async move { repo.read_pack_index(&key).await }
+            })
+            .collect();
+        let indexes: Vec<PackIndex> =
+            futures::stream::iter(reads).buffer_unordered(INDEX_FETCHES).try_collect().await?;
         let mut index = Index::new();
         for pack in indexes {
             let id: Arc<str> = pack.pack.into();

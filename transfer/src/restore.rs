@@ -157,11 +157,14 @@ async fn materialize(
         }
     }
     let needed = Arc::new(std::mem::take(&mut built.needed.chunks));
-    let downloads: Vec<(u64, u64)> = futures::stream::iter(by_pack)
-        .map(|(pack, chunks)| fetch_pack(repo, pack, chunks, needed.clone(), progress.clone()))
-        .buffer_unordered(FETCHES)
-        .try_collect()
-        .await?;
+    let fetches: Vec<_> = by_pack
+        .into_iter()
+        .map(|(pack, chunks)| {
+            fetch_pack(repo.clone(), pack, chunks, needed.clone(), progress.clone())
+        })
+        .collect();
+    let downloads: Vec<(u64, u64)> =
+        futures::stream::iter(fetches).buffer_unordered(FETCHES).try_collect().await?;
 
     let (p, m) = (places.clone(), manifest.clone());
     let reused = built.reused.clone();
@@ -182,22 +185,27 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Every file entry's pieces, reading piece lists (in entry order; empty for the rest).
+/// (Owned clones in the stream keep the future `Send` for callers that spawn it.)
 async fn resolve(
     repo: &Repository,
-    index: &Index,
+    index: &Arc<Index>,
     manifest: &Manifest,
 ) -> Result<Vec<Vec<Piece>>, TransferError> {
-    futures::stream::iter(&manifest.entries)
-        .map(|entry| async move {
-            if entry.kind == EntryKind::File && entry.hard_link_to.is_none() {
-                repo.pieces(index, entry).await
-            } else {
-                Ok(Vec::new())
+    let jobs: Vec<_> = manifest
+        .entries
+        .iter()
+        .map(|entry| {
+            let (repo, index, entry) = (repo.clone(), index.clone(), entry.clone());
+            async move {
+                if entry.kind == EntryKind::File && entry.hard_link_to.is_none() {
+                    repo.pieces(&index, &entry).await
+                } else {
+                    Ok(Vec::new())
+                }
             }
         })
-        .buffered(16)
-        .try_collect()
-        .await
+        .collect();
+    futures::stream::iter(jobs).buffered(16).try_collect().await
 }
 
 /// Refuses a manifest that cannot be restored whole, before anything is written.
@@ -250,7 +258,7 @@ fn check(manifest: &Manifest, pieces: &[Vec<Piece>], index: &Index) -> Result<()
 /// Reads the needed chunks of one pack (neighbours in one ranged read) and writes them out;
 /// returns (bytes read, chunks read).
 async fn fetch_pack(
-    repo: &Repository,
+    repo: Repository,
     pack: Arc<str>,
     mut chunks: Vec<(ChunkId, Location)>,
     needed: Arc<HashMap<ChunkId, Vec<(PathBuf, u64)>>>,

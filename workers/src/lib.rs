@@ -12,4 +12,6 @@
 //! invariant, checked by the tidy test). The worker and Kubernetes issues fill it in.
 
 pub mod pairing;
+pub mod pool;
 pub mod resources;
+pub mod volumes;

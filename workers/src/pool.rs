@@ -1,0 +1,613 @@
+//! The worker pool: actix actors on a thread of their own, behind a `Send` [`WorkerPool`]
+//! handle (the rest of the system never sees an actix type).
+//!
+//! A [`MigrationActor`] runs one leased migration through Stork's stages (PreExecRule →
+//! Volumes → Applications → Final). In Volumes it starts one [`VolumeActor`] per PVC, a
+//! bounded number at a time; each pushes its directory through `avocet-transfer` into the
+//! pair's store and has the destination restore it, retrying with capped backoff. In
+//! Applications the resource copy runs. Actors coordinate; the IO runs on the tokio runtime
+//! the pool was given, so an actor's thread never blocks. Progress (bytes and objects done and
+//! to do) goes out at least every `report_every`. Dropping the future of [`WorkerPool::run`]
+//! (a lost lease) cancels the migration: every task it started is aborted.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix::prelude::*;
+use avocet_transfer::plan::Mode;
+use avocet_transfer::push::{self, PushOptions};
+use avocet_transfer::repo::Repository;
+use avocet_types::clusterpair::ClusterPair;
+use avocet_types::migration::{
+    Migration, MigrationResourceInfo, MigrationStage, MigrationStatusType, MigrationVolumeInfo,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::resources::copy::{CopyRequest, copy};
+use crate::volumes::{Volume, VolumeSource};
+
+/// A leased migration, with what running it needs.
+#[derive(Debug, Clone)]
+pub struct MigrationJob {
+    /// The migration's namespace.
+    pub namespace: String,
+    /// The migration's name.
+    pub name: String,
+    /// The migration as the catalog stores it.
+    pub migration: Migration,
+    /// Its ClusterPair.
+    pub pair: ClusterPair,
+    /// The lease's fencing token.
+    pub token: u64,
+}
+
+/// Where a running migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobReport {
+    /// The stage.
+    pub stage: MigrationStage,
+    /// Bytes done and to do (volumes).
+    pub bytes: (u64, u64),
+    /// Objects done and to do (volumes, then resources).
+    pub objects: (u64, u64),
+}
+
+/// How a migration ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    /// Successful, PartialSuccess or Failed.
+    pub status: MigrationStatusType,
+    /// Why, when it did not succeed.
+    pub reason: String,
+    /// Stork's status.volumes.
+    pub volumes: Vec<MigrationVolumeInfo>,
+    /// Stork's status.resources.
+    pub resources: Vec<MigrationResourceInfo>,
+    /// The last counts.
+    pub last: Option<JobReport>,
+}
+
+impl JobOutcome {
+    fn failed(reason: String) -> JobOutcome {
+        JobOutcome {
+            status: MigrationStatusType::Failed,
+            reason,
+            volumes: Vec::new(),
+            resources: Vec::new(),
+            last: None,
+        }
+    }
+}
+
+/// What a pool's seams return.
+pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Opens the object store of a pair with the pair's key.
+pub trait Stores: Send + Sync {
+    /// The repository `pair`'s volumes go to.
+    fn open<'a>(&'a self, pair: &'a ClusterPair) -> Boxed<'a, Repository>;
+}
+
+/// The destination side of a volume copy: writes a pushed run into the destination volume.
+pub trait Destination: Send + Sync {
+    /// Restores run `run` of `volume` (by its store name) on `pair`'s destination.
+    fn restore<'a>(&'a self, pair: &'a ClusterPair, volume: &'a Volume, run: u64) -> Boxed<'a, ()>;
+}
+
+/// How a pool runs.
+#[derive(Clone)]
+pub struct PoolConfig {
+    /// The source cluster.
+    pub source: kube::Client,
+    /// The pairs' stores.
+    pub stores: Arc<dyn Stores>,
+    /// The pairs' destinations.
+    pub destination: Arc<dyn Destination>,
+    /// Where volumes come from.
+    pub volumes: Arc<dyn VolumeSource>,
+    /// Migrations run at once.
+    pub migrations_at_once: usize,
+    /// Volumes of one migration copied at once.
+    pub volumes_at_once: usize,
+    /// The longest time between progress reports (at most 5 s).
+    pub report_every: Duration,
+    /// Attempts per volume, the first included.
+    pub volume_attempts: u32,
+    /// The runtime the IO runs on.
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl std::fmt::Debug for PoolConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolConfig")
+            .field("migrations_at_once", &self.migrations_at_once)
+            .field("volumes_at_once", &self.volumes_at_once)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The pool: a `Send` handle on actors running on their own thread.
+#[derive(Debug)]
+pub struct WorkerPool {
+    supervisor: Addr<Supervisor>,
+    system: actix::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl WorkerPool {
+    /// Starts the actor system on a new thread.
+    pub fn start(config: PoolConfig) -> std::io::Result<WorkerPool> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.migrations_at_once.max(1)));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread =
+            std::thread::Builder::new().name("avocet-workers".to_owned()).spawn(move || {
+                let system = actix::System::new();
+                system.block_on(async move {
+                    let supervisor = Supervisor { config: Arc::new(config) }.start();
+                    let _ = tx.send((supervisor, actix::System::current()));
+                });
+                let _ = system.run();
+            })?;
+        let (supervisor, system) =
+            rx.recv().map_err(|_| std::io::Error::other("the worker actors did not start"))?;
+        Ok(WorkerPool { supervisor, system, thread: Some(thread), slots })
+    }
+
+    /// Runs `job` to its end, sending reports on `progress`; dropping the future cancels it.
+    pub async fn run(&self, job: MigrationJob, progress: mpsc::Sender<JobReport>) -> JobOutcome {
+        let Ok(_slot) = self.slots.acquire().await else {
+            return JobOutcome::failed("the worker pool is stopping".to_owned());
+        };
+        let (done, outcome) = oneshot::channel();
+        let started = self.supervisor.send(Start { job, progress, done }).await;
+        let Ok(actor) = started else {
+            return JobOutcome::failed("the worker pool is stopping".to_owned());
+        };
+        let guard = CancelOnDrop(Some(actor));
+        let outcome = outcome.await;
+        let mut guard = guard;
+        guard.0 = None;
+        outcome.unwrap_or_else(|_| JobOutcome::failed("the migration's actor stopped".to_owned()))
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Cancels a migration whose caller stopped waiting.
+struct CancelOnDrop(Option<Addr<MigrationActor>>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(actor) = self.0.take() {
+            actor.do_send(Cancel);
+        }
+    }
+}
+
+/// Starts the actors of each migration.
+struct Supervisor {
+    config: Arc<PoolConfig>,
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(16);
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Addr<MigrationActor>")]
+struct Start {
+    job: MigrationJob,
+    progress: mpsc::Sender<JobReport>,
+    done: oneshot::Sender<JobOutcome>,
+}
+
+impl Handler<Start> for Supervisor {
+    type Result = MessageResult<Start>;
+
+    fn handle(&mut self, msg: Start, _: &mut Self::Context) -> Self::Result {
+        let actor = MigrationActor {
+            config: self.config.clone(),
+            job: Arc::new(msg.job),
+            progress: msg.progress,
+            done: Some(msg.done),
+            stage: MigrationStage::Initial,
+            pending: Vec::new(),
+            running: BTreeMap::new(),
+            volume_bytes: BTreeMap::new(),
+            volumes: Vec::new(),
+            resources: Vec::new(),
+            objects: (0, 0),
+            tasks: Vec::new(),
+        };
+        MessageResult(actor.start())
+    }
+}
+
+/// Stops a migration and everything it started.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Cancel;
+
+/// A volume's counts.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VolumeProgress {
+    key: String,
+    done: u64,
+    total: u64,
+}
+
+/// A volume's end.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VolumeDone {
+    key: String,
+    info: MigrationVolumeInfo,
+}
+
+/// One migration, stage by stage.
+pub struct MigrationActor {
+    config: Arc<PoolConfig>,
+    job: Arc<MigrationJob>,
+    progress: mpsc::Sender<JobReport>,
+    done: Option<oneshot::Sender<JobOutcome>>,
+    stage: MigrationStage,
+    pending: Vec<Volume>,
+    running: BTreeMap<String, Addr<VolumeActor>>,
+    volume_bytes: BTreeMap<String, (u64, u64)>,
+    volumes: Vec<MigrationVolumeInfo>,
+    resources: Vec<MigrationResourceInfo>,
+    objects: (u64, u64),
+    tasks: Vec<AbortHandle>,
+}
+
+impl MigrationActor {
+    fn report(&self) -> JobReport {
+        let (done, total) =
+            self.volume_bytes.values().fold((0, 0), |(d, t), (vd, vt)| (d + vd, t + vt));
+        JobReport { stage: self.stage, bytes: (done, total), objects: self.objects }
+    }
+
+    fn send_report(&self) {
+        let _ = self.progress.try_send(self.report());
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>, status: MigrationStatusType, reason: String) {
+        self.stage = MigrationStage::Final;
+        self.send_report();
+        if let Some(done) = self.done.take() {
+            let _ = done.send(JobOutcome {
+                status,
+                reason,
+                volumes: std::mem::take(&mut self.volumes),
+                resources: std::mem::take(&mut self.resources),
+                last: Some(self.report()),
+            });
+        }
+        ctx.stop();
+    }
+
+    /// Runs `work` on the pool's runtime and hands its result to `then` on this actor.
+    fn run_on_runtime<T: Send + 'static>(
+        &mut self,
+        ctx: &mut Context<Self>,
+        work: impl Future<Output = T> + Send + 'static,
+        then: impl FnOnce(&mut Self, &mut Context<Self>, Result<T, String>) + 'static,
+    ) {
+        let handle = self.config.runtime.spawn(work);
+        self.tasks.push(handle.abort_handle());
+        let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
+        ctx.spawn(fut.into_actor(self).map(move |result, actor, ctx| then(actor, ctx, result)));
+    }
+
+    fn start_volumes(&mut self, ctx: &mut Context<Self>) {
+        let spec = &self.job.migration.spec;
+        if spec.include_volumes == Some(false) {
+            return self.start_applications(ctx);
+        }
+        self.stage = MigrationStage::Volumes;
+        self.send_report();
+        let (source, volumes) = (self.config.source.clone(), self.config.volumes.clone());
+        let namespaces = spec.namespaces.clone();
+        self.run_on_runtime(
+            ctx,
+            async move { volumes.volumes(&source, &namespaces).await },
+            |actor, ctx, found| match found.and_then(|f| f) {
+                Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
+                Ok(found) => {
+                    for (namespace, claim, reason) in found.refused {
+                        actor.volumes.push(MigrationVolumeInfo {
+                            persistent_volume_claim: claim,
+                            namespace,
+                            status: MigrationStatusType::Failed,
+                            reason,
+                            ..MigrationVolumeInfo::default()
+                        });
+                    }
+                    actor.objects.1 += found.volumes.len() as u64;
+                    actor.pending = found.volumes;
+                    actor.pending.reverse();
+                    actor.next_volumes(ctx);
+                }
+            },
+        );
+    }
+
+    fn next_volumes(&mut self, ctx: &mut Context<Self>) {
+        while self.running.len() < self.config.volumes_at_once.max(1) {
+            let Some(volume) = self.pending.pop() else { break };
+            let key = volume.store_name();
+            let actor = VolumeActor {
+                config: self.config.clone(),
+                job: self.job.clone(),
+                volume,
+                parent: ctx.address(),
+                task: None,
+            }
+            .start();
+            self.running.insert(key, actor);
+        }
+        if self.running.is_empty() && self.pending.is_empty() {
+            if self.volumes.iter().any(|v| v.status == MigrationStatusType::Failed) {
+                let failed: Vec<String> = self
+                    .volumes
+                    .iter()
+                    .filter(|v| v.status == MigrationStatusType::Failed)
+                    .map(|v| format!("{}/{}: {}", v.namespace, v.persistent_volume_claim, v.reason))
+                    .collect();
+                let reason = format!("volumes failed: {}", failed.join("; "));
+                return self.finish(ctx, MigrationStatusType::Failed, reason);
+            }
+            self.start_applications(ctx);
+        }
+    }
+
+    fn start_applications(&mut self, ctx: &mut Context<Self>) {
+        if self.job.migration.spec.include_resources == Some(false) {
+            return self.finish(ctx, MigrationStatusType::Successful, String::new());
+        }
+        self.stage = MigrationStage::Applications;
+        self.send_report();
+        let (source, job) = (self.config.source.clone(), self.job.clone());
+        self.run_on_runtime(
+            ctx,
+            async move {
+                let destination = crate::pairing::client_for(&job.pair).await.map_err(|e| {
+                    format!("ClusterPair {}: {e}", job.pair.metadata.name.as_deref().unwrap_or(""))
+                })?;
+                let time = job
+                    .migration
+                    .metadata
+                    .creation_timestamp
+                    .clone()
+                    .and_then(|t| {
+                        let nanos = u32::try_from(t.0.subsec_nanosecond()).unwrap_or(0);
+                        chrono::DateTime::from_timestamp(t.0.as_second(), nanos)
+                    })
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::UNIX_EPOCH);
+                let request = CopyRequest {
+                    spec: &job.migration.spec,
+                    migration_name: &job.name,
+                    migration_namespace: &job.namespace,
+                    time,
+                    registrations: &[],
+                };
+                copy(&source, &destination, &request).await.map_err(|e| e.to_string())
+            },
+            |actor, ctx, copied| match copied.and_then(|c| c) {
+                Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
+                Ok(report) => {
+                    let total = report.resources.len() as u64;
+                    actor.objects = (actor.objects.0 + total, actor.objects.1 + total);
+                    actor.resources = report.resources;
+                    let reason = match report.status {
+                        MigrationStatusType::Successful => String::new(),
+                        _ => "some resources were not copied (see status.resources)".to_owned(),
+                    };
+                    actor.finish(ctx, report.status, reason);
+                }
+            },
+        );
+    }
+}
+
+impl Actor for MigrationActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.config.report_every.min(Duration::from_secs(5)), |actor, _| {
+            actor.send_report();
+        });
+        let rule = &self.job.migration.spec.pre_exec_rule;
+        if !rule.is_empty() {
+            self.stage = MigrationStage::PreExecRule;
+            let reason =
+                format!("spec.preExecRule {rule:?}: running rules in pods is not supported yet");
+            return self.finish(ctx, MigrationStatusType::Failed, reason);
+        }
+        self.start_volumes(ctx);
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for volume in self.running.values() {
+            volume.do_send(Cancel);
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Cancel> for MigrationActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Cancel, ctx: &mut Self::Context) {
+        self.done = None;
+        ctx.stop();
+    }
+}
+
+impl Handler<VolumeProgress> for MigrationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: VolumeProgress, _: &mut Self::Context) {
+        self.volume_bytes.insert(msg.key, (msg.done, msg.total));
+    }
+}
+
+impl Handler<VolumeDone> for MigrationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: VolumeDone, ctx: &mut Self::Context) {
+        self.running.remove(&msg.key);
+        if msg.info.status == MigrationStatusType::Successful {
+            self.objects.0 += 1;
+            self.volume_bytes.insert(msg.key, (msg.info.bytes_total, msg.info.bytes_total));
+        }
+        self.volumes.push(msg.info);
+        self.next_volumes(ctx);
+    }
+}
+
+/// One volume: push to the pair's store, then restore on the destination, with retries.
+pub struct VolumeActor {
+    config: Arc<PoolConfig>,
+    job: Arc<MigrationJob>,
+    volume: Volume,
+    parent: Addr<MigrationActor>,
+    task: Option<AbortHandle>,
+}
+
+impl Actor for VolumeActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let progress = Arc::new(push::Progress::default());
+        let (config, job, volume) = (self.config.clone(), self.job.clone(), self.volume.clone());
+        let total = dir_size(&volume.path);
+        let watched = progress.clone();
+        let (parent, key) = (self.parent.clone(), volume.store_name());
+        ctx.run_interval(Duration::from_millis(500), move |_, _| {
+            let done = watched.scanned.load(Ordering::Relaxed);
+            parent.do_send(VolumeProgress { key: key.clone(), done: done.min(total), total });
+        });
+        let handle = config.runtime.clone().spawn(copy_volume(config, job, volume, progress));
+        self.task = Some(handle.abort_handle());
+        let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
+        ctx.spawn(fut.into_actor(self).map(|result, actor, ctx| {
+            let info = match result.and_then(|r| r) {
+                Ok(bytes_total) => MigrationVolumeInfo {
+                    persistent_volume_claim: actor.volume.claim.clone(),
+                    namespace: actor.volume.namespace.clone(),
+                    volume: actor.volume.volume.clone(),
+                    status: MigrationStatusType::Successful,
+                    bytes_total,
+                    reason: String::new(),
+                },
+                Err(reason) => MigrationVolumeInfo {
+                    persistent_volume_claim: actor.volume.claim.clone(),
+                    namespace: actor.volume.namespace.clone(),
+                    volume: actor.volume.volume.clone(),
+                    status: MigrationStatusType::Failed,
+                    bytes_total: 0,
+                    reason,
+                },
+            };
+            actor.parent.do_send(VolumeDone { key: actor.volume.store_name(), info });
+            ctx.stop();
+        }));
+    }
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<Cancel> for VolumeActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Cancel, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}
+
+/// The bytes of the files under `path` (a progress total; 0 when it cannot be read).
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
+        .map(|(p, m)| {
+            if m.is_dir() {
+                dir_size(&p)
+            } else if m.is_file() {
+                m.len()
+            } else {
+                0
+            }
+        })
+        .sum()
+}
+
+/// Pushes a volume and has the destination restore it, retrying with capped backoff; returns
+/// the bytes of the volume.
+async fn copy_volume(
+    config: Arc<PoolConfig>,
+    job: Arc<MigrationJob>,
+    volume: Volume,
+    progress: Arc<push::Progress>,
+) -> Result<u64, String> {
+    let mode = match job.pair.spec.options.get("mode").map(String::as_str) {
+        Some("DisasterRecovery") => Mode::DisasterRecovery,
+        _ => Mode::Default,
+    };
+    let attempts = config.volume_attempts.max(1);
+    let mut backoff = Duration::from_secs(1);
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let repo = config.stores.open(&job.pair).await?;
+            let mut options = PushOptions::new(&volume.store_name());
+            options.mode = mode;
+            let report = push::push(&repo, &volume.path, &options, progress.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            config.destination.restore(&job.pair, &volume, report.run).await?;
+            Ok::<u64, String>(report.bytes_total)
+        }
+        .await;
+        match result {
+            Ok(bytes) => return Ok(bytes),
+            Err(reason) if attempt >= attempts => {
+                return Err(format!("{reason} (after {attempt} attempts)"));
+            }
+            Err(reason) => {
+                tracing::warn!(volume = %volume.store_name(), %reason, attempt, "volume copy failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                attempt += 1;
+            }
+        }
+    }
+}
