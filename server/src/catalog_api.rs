@@ -507,7 +507,17 @@ impl WorkersService for WorkersApi {
             Command::Lease { worker: request.worker, duration_ms: request.duration_ms, at };
         match self.catalog.write(command).await? {
             avocet_scheduler::Response::Leased { migration, token, expires_at } => {
+                let pair_key = ObjectKey::new(
+                    migration.metadata.namespace.as_deref().unwrap_or_default(),
+                    &migration.spec.cluster_pair,
+                );
+                let cluster_pair_json = self
+                    .catalog
+                    .read(|catalog| catalog.cluster_pair(&pair_key).map(json).transpose())
+                    .await??
+                    .unwrap_or_default();
                 Ok(Response::new(LeaseResponse {
+                    cluster_pair_json,
                     leased: true,
                     namespace: migration.metadata.namespace.clone().unwrap_or_default(),
                     name: migration.metadata.name.clone().unwrap_or_default(),

@@ -15,7 +15,10 @@ use tonic::transport::Channel;
 
 use avocet_proto::api::workers_client::WorkersClient;
 use avocet_proto::api::{CompleteRequest, LeaseRequest, RenewRequest, ReportRequest};
-use avocet_types::migration::{Migration, MigrationStage, MigrationStatusType};
+use avocet_types::clusterpair::ClusterPair;
+use avocet_types::migration::{
+    Migration, MigrationResourceInfo, MigrationStage, MigrationStatusType, MigrationVolumeInfo,
+};
 
 /// Describes a leased migration.
 #[derive(Debug, Clone)]
@@ -26,6 +29,8 @@ pub struct Job {
     pub name: String,
     /// Holds the Migration as the catalog stores it.
     pub migration: Migration,
+    /// Holds the migration's ClusterPair (`None` when it no longer exists).
+    pub pair: Option<ClusterPair>,
     /// Gives the lease's fencing token.
     pub token: u64,
 }
@@ -42,7 +47,7 @@ pub struct StageReport {
 }
 
 /// Says how an executor's run ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Finished {
     /// Gives Successful, PartialSuccess or Failed.
     pub status: MigrationStatusType,
@@ -50,6 +55,10 @@ pub struct Finished {
     pub reason: String,
     /// Gives the final counts.
     pub last: Option<StageReport>,
+    /// Lists Stork's status.volumes.
+    pub volumes: Vec<MigrationVolumeInfo>,
+    /// Lists Stork's status.resources.
+    pub resources: Vec<MigrationResourceInfo>,
 }
 
 /// Runs a leased migration to its end.
@@ -125,10 +134,20 @@ pub async fn run_once<E: MigrationExecutor>(
     let migration: Migration = serde_json::from_str(&lease.migration_json).map_err(|error| {
         tonic::Status::internal(format!("the leased migration does not decode: {error}"))
     })?;
+    let pair = if lease.cluster_pair_json.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(&lease.cluster_pair_json).map_err(|error| {
+            tonic::Status::internal(format!(
+                "the leased migration's ClusterPair does not decode: {error}"
+            ))
+        })?)
+    };
     let job = Job {
         namespace: lease.namespace.clone(),
         name: lease.name.clone(),
         migration,
+        pair,
         token: lease.token,
     };
     let (progress, mut reports) = mpsc::channel(16);
@@ -180,8 +199,8 @@ pub async fn run_once<E: MigrationExecutor>(
         status: finished.status.as_str().to_owned(),
         reason: finished.reason.clone(),
         progress: last.map(progress_message),
-        volumes_json: String::new(),
-        resources_json: String::new(),
+        volumes_json: list_json(&finished.volumes),
+        resources_json: list_json(&finished.resources),
     };
     match client.complete(request).await {
         Ok(_) => Ok(Pass::Completed(lease.name, finished.status)),
@@ -190,6 +209,11 @@ pub async fn run_once<E: MigrationExecutor>(
         }
         Err(status) => Err(status),
     }
+}
+
+/// A status list as the Complete call carries it (empty text for an empty list).
+fn list_json<T: serde::Serialize>(items: &[T]) -> String {
+    if items.is_empty() { String::new() } else { serde_json::to_string(items).unwrap_or_default() }
 }
 
 fn progress_message(report: StageReport) -> avocet_proto::api::Progress {

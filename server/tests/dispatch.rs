@@ -41,7 +41,7 @@ impl MigrationExecutor for Scripted {
         let last =
             StageReport { stage: MigrationStage::Applications, bytes: (10, 10), objects: (3, 3) };
         progress.send(last).await.unwrap();
-        Finished { status: self.result, reason: String::new(), last: Some(last) }
+        Finished { status: self.result, last: Some(last), ..Finished::default() }
     }
 }
 

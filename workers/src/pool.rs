@@ -95,8 +95,14 @@ pub trait Stores: Send + Sync {
 
 /// The destination side of a volume copy: writes a pushed run into the destination volume.
 pub trait Destination: Send + Sync {
-    /// Restores run `run` of `volume` (by its store name) on `pair`'s destination.
-    fn restore<'a>(&'a self, pair: &'a ClusterPair, volume: &'a Volume, run: u64) -> Boxed<'a, ()>;
+    /// Restores run `run` of `volume` (by its store name) on `pair`'s destination; returns
+    /// the directory that holds it there (the destination PersistentVolume's new path).
+    fn restore<'a>(
+        &'a self,
+        pair: &'a ClusterPair,
+        volume: &'a Volume,
+        run: u64,
+    ) -> Boxed<'a, String>;
 }
 
 /// How a pool runs.
@@ -235,6 +241,7 @@ impl Handler<Start> for Supervisor {
             resources: Vec::new(),
             objects: (0, 0),
             tasks: Vec::new(),
+            paths: BTreeMap::new(),
         };
         MessageResult(actor.start())
     }
@@ -260,6 +267,7 @@ struct VolumeProgress {
 struct VolumeDone {
     key: String,
     info: MigrationVolumeInfo,
+    path: Option<String>,
 }
 
 /// One migration, stage by stage.
@@ -276,6 +284,7 @@ pub struct MigrationActor {
     resources: Vec<MigrationResourceInfo>,
     objects: (u64, u64),
     tasks: Vec<AbortHandle>,
+    paths: BTreeMap<String, String>,
 }
 
 impl MigrationActor {
@@ -386,6 +395,7 @@ impl MigrationActor {
         self.stage = MigrationStage::Applications;
         self.send_report();
         let (source, job) = (self.config.source.clone(), self.job.clone());
+        let paths = self.paths.clone();
         self.run_on_runtime(
             ctx,
             async move {
@@ -408,6 +418,7 @@ impl MigrationActor {
                     migration_namespace: &job.namespace,
                     time,
                     registrations: &[],
+                    volume_paths: &paths,
                 };
                 copy(&source, &destination, &request).await.map_err(|e| e.to_string())
             },
@@ -478,6 +489,9 @@ impl Handler<VolumeDone> for MigrationActor {
 
     fn handle(&mut self, msg: VolumeDone, ctx: &mut Self::Context) {
         self.running.remove(&msg.key);
+        if let Some(path) = msg.path {
+            self.paths.insert(msg.info.volume.clone(), path);
+        }
         if msg.info.status == MigrationStatusType::Successful {
             self.objects.0 += 1;
             self.volume_bytes.insert(msg.key, (msg.info.bytes_total, msg.info.bytes_total));
@@ -513,25 +527,31 @@ impl Actor for VolumeActor {
         self.task = Some(handle.abort_handle());
         let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
         ctx.spawn(fut.into_actor(self).map(|result, actor, ctx| {
-            let info = match result.and_then(|r| r) {
-                Ok(bytes_total) => MigrationVolumeInfo {
-                    persistent_volume_claim: actor.volume.claim.clone(),
-                    namespace: actor.volume.namespace.clone(),
-                    volume: actor.volume.volume.clone(),
-                    status: MigrationStatusType::Successful,
-                    bytes_total,
-                    reason: String::new(),
-                },
-                Err(reason) => MigrationVolumeInfo {
-                    persistent_volume_claim: actor.volume.claim.clone(),
-                    namespace: actor.volume.namespace.clone(),
-                    volume: actor.volume.volume.clone(),
-                    status: MigrationStatusType::Failed,
-                    bytes_total: 0,
-                    reason,
-                },
+            let (info, path) = match result.and_then(|r| r) {
+                Ok((bytes_total, path)) => (
+                    MigrationVolumeInfo {
+                        persistent_volume_claim: actor.volume.claim.clone(),
+                        namespace: actor.volume.namespace.clone(),
+                        volume: actor.volume.volume.clone(),
+                        status: MigrationStatusType::Successful,
+                        bytes_total,
+                        reason: String::new(),
+                    },
+                    Some(path),
+                ),
+                Err(reason) => (
+                    MigrationVolumeInfo {
+                        persistent_volume_claim: actor.volume.claim.clone(),
+                        namespace: actor.volume.namespace.clone(),
+                        volume: actor.volume.volume.clone(),
+                        status: MigrationStatusType::Failed,
+                        bytes_total: 0,
+                        reason,
+                    },
+                    None,
+                ),
             };
-            actor.parent.do_send(VolumeDone { key: actor.volume.store_name(), info });
+            actor.parent.do_send(VolumeDone { key: actor.volume.store_name(), info, path });
             ctx.stop();
         }));
     }
@@ -571,13 +591,13 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 /// Pushes a volume and has the destination restore it, retrying with capped backoff; returns
-/// the bytes of the volume.
+/// the bytes of the volume and where the destination holds it.
 async fn copy_volume(
     config: Arc<PoolConfig>,
     job: Arc<MigrationJob>,
     volume: Volume,
     progress: Arc<push::Progress>,
-) -> Result<u64, String> {
+) -> Result<(u64, String), String> {
     let mode = match job.pair.spec.options.get("mode").map(String::as_str) {
         Some("DisasterRecovery") => Mode::DisasterRecovery,
         _ => Mode::Default,
@@ -593,12 +613,12 @@ async fn copy_volume(
             let report = push::push(&repo, &volume.path, &options, progress.clone())
                 .await
                 .map_err(|e| e.to_string())?;
-            config.destination.restore(&job.pair, &volume, report.run).await?;
-            Ok::<u64, String>(report.bytes_total)
+            let path = config.destination.restore(&job.pair, &volume, report.run).await?;
+            Ok::<(u64, String), String>((report.bytes_total, path))
         }
         .await;
         match result {
-            Ok(bytes) => return Ok(bytes),
+            Ok(done) => return Ok(done),
             Err(reason) if attempt >= attempts => {
                 return Err(format!("{reason} (after {attempt} attempts)"));
             }

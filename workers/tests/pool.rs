@@ -65,7 +65,12 @@ impl Drop for SetOnDrop {
 }
 
 impl Destination for Restorer {
-    fn restore<'a>(&'a self, _: &'a ClusterPair, volume: &'a Volume, run: u64) -> Boxed<'a, ()> {
+    fn restore<'a>(
+        &'a self,
+        _: &'a ClusterPair,
+        volume: &'a Volume,
+        run: u64,
+    ) -> Boxed<'a, String> {
         Box::pin(async move {
             let call = self.calls.fetch_add(1, Ordering::SeqCst);
             if self.hang {
@@ -82,7 +87,7 @@ impl Destination for Restorer {
             let target = self.root.join(volume.store_name());
             restore::restore(&repo, &volume.store_name(), Some(run), &target, Arc::default())
                 .await
-                .map(|_| ())
+                .map(|_| target.display().to_string())
                 .map_err(|e| e.to_string())
         })
     }
@@ -247,6 +252,14 @@ async fn a_migration_copies_its_volume_and_objects_and_reports_each_stage() {
     let deployments: Api<Deployment> = Api::namespaced(dest.clone(), "mysql");
     let copied = deployments.get("mysql").await.unwrap();
     assert_eq!(copied.spec.unwrap().replicas, Some(0), "a standby is scaled to 0");
+    let pvs: Api<PersistentVolume> = Api::all(dest.clone());
+    let pv = pvs.get("pv-mysql").await.unwrap();
+    let path = pv.spec.unwrap().host_path.unwrap().path;
+    assert_eq!(
+        path,
+        world.work.path().join("destination/mysql.data").display().to_string(),
+        "the standby PV points at the restored folder"
+    );
     let maps: Api<ConfigMap> = Api::namespaced(dest, "mysql");
     assert!(maps.get_opt("mysql-config").await.unwrap().is_some());
 

@@ -117,6 +117,7 @@ fn spec() -> MigrationSpec {
 async fn run(source: &Cluster, destination: &Cluster, name: &str) -> CopyReport {
     let spec = spec();
     let request = CopyRequest {
+        volume_paths: &std::collections::BTreeMap::new(),
         spec: &spec,
         migration_name: name,
         migration_namespace: "mysql",

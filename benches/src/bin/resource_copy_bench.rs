@@ -87,7 +87,9 @@ fn main() {
             api.create(&PostParams::default(), &serde_json::from_value(obj).expect("object")).await.expect("create");
         }
         let spec: MigrationSpec = serde_json::from_value(json!({"clusterPair": "remote", "namespaces": ["bench"]})).expect("spec");
+        let no_paths = std::collections::BTreeMap::new();
         let request = |name: &'static str| CopyRequest {
+            volume_paths: &no_paths,
             spec: &spec,
             migration_name: name,
             migration_namespace: "bench",

@@ -35,6 +35,8 @@ pub struct CopyRequest<'a> {
     pub time: chrono::DateTime<chrono::Utc>,
     /// ApplicationRegistrations the user created (built-in ones are always known).
     pub registrations: &'a [ApplicationResource],
+    /// Where the destination restored each migrated volume (PersistentVolume name → path).
+    pub volume_paths: &'a std::collections::BTreeMap<String, String>,
 }
 
 /// What a copy did.
@@ -192,6 +194,7 @@ pub async fn copy(
         migration_name: req.migration_name,
         migration_namespace: req.migration_namespace,
         migration_time: &time,
+        volume_paths: req.volume_paths,
     };
     let mut planned: Vec<(Item, Rank, Value)> = collected
         .into_iter()

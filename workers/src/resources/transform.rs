@@ -53,6 +53,9 @@ pub struct Standby<'a> {
     pub migration_namespace: &'a str,
     /// The migration's time, `2006-01-02-150405`.
     pub migration_time: &'a str,
+    /// Where the destination restored each migrated volume: PersistentVolume name → the
+    /// directory its `hostPath`/`local` path becomes on the destination.
+    pub volume_paths: &'a std::collections::BTreeMap<String, String>,
 }
 
 fn annotate(obj: &mut Value, key: &str, value: impl Into<String>) {
@@ -142,7 +145,15 @@ pub fn for_standby(
             }
         }
         ("", "PersistentVolume") => {
+            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             if let Some(spec) = obj["spec"].as_object_mut() {
+                if let Some(path) = s.volume_paths.get(&name) {
+                    for source in ["hostPath", "local"] {
+                        if let Some(source) = spec.get_mut(source).and_then(Value::as_object_mut) {
+                            source.insert("path".to_owned(), json!(path));
+                        }
+                    }
+                }
                 spec.remove("claimRef");
                 let class = spec
                     .get("storageClassName")
@@ -326,8 +337,11 @@ mod tests {
             migration_name: "m1",
             migration_namespace: "mysql",
             migration_time: "2026-11-29-101500",
+            volume_paths: &NO_PATHS,
         }
     }
+
+    static NO_PATHS: std::collections::BTreeMap<String, String> = std::collections::BTreeMap::new();
 
     fn item(group: &str, kind: &str, object: Value) -> Item {
         Item {
