@@ -1,4 +1,4 @@
-//! The `avocet` binary: `serve` and `sandbox` today; `worker` and `demo` as their issues land.
+//! The `avocet` binary: `serve`, `worker` and `sandbox` today; `demo` as its issue lands.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,6 +24,43 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Runs a Kubernetes-API-compatible sandbox server (tests and demos only, never production).
     Sandbox(SandboxArgs),
+    /// Runs a worker pool as its own process: leases migrations from the scheduler group and
+    /// runs them (volumes through the store, objects to the destination).
+    Worker(WorkerArgs),
+}
+
+#[derive(Debug, Args)]
+struct WorkerArgs {
+    /// Leases migrations from the scheduler group at URL.
+    #[arg(
+        long,
+        env = "AVOCET_SERVER",
+        default_value = "http://127.0.0.1:9001",
+        value_name = "URL"
+    )]
+    server: String,
+    /// Presents TOKEN (the worker or admin token).
+    #[arg(long, env = "AVOCET_WORKER_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    token: String,
+    /// Names this worker in leases and events [default: worker-<host>].
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Reads the source cluster's credentials from FILE.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: PathBuf,
+    /// Moves volume data through URL: file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R.
+    #[arg(long, value_name = "URL")]
+    store: String,
+    /// Derives the store's encryption key from FILE (at least 32 bytes of secret).
+    #[arg(long, value_name = "FILE")]
+    store_key_file: PathBuf,
+    /// Runs this many migrations at once.
+    #[arg(long, value_name = "N", default_value_t = 2,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    workers: u32,
+    /// Holds each lease this long in the group's clock, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, hide = true)]
+    lease_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +150,21 @@ struct ServeArgs {
     /// controller); without it the catalog is driven by avocetctl only.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
+    /// Moves volume data through URL: file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R
+    /// [default: file://DATA_DIR/store].
+    #[arg(long, value_name = "URL")]
+    store: Option<String>,
+    /// Derives the store's encryption key from FILE (at least 32 bytes of secret; the same on
+    /// source and destination). Without it this node runs no workers and restores nothing.
+    #[arg(long, value_name = "FILE")]
+    store_key_file: Option<PathBuf>,
+    /// As a destination, restores migrated volumes into DIR/<namespace>.<claim>.
+    #[arg(long, value_name = "DIR")]
+    volume_root: Option<PathBuf>,
+    /// Runs this many migrations at once in this node's worker pool (needs --kubeconfig and
+    /// --store-key-file; 0 for none) [default: 2].
+    #[arg(long, value_name = "N")]
+    workers: Option<u32>,
     /// Writes logs as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -148,6 +200,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Sandbox(args) => sandbox(args),
+        Command::Worker(args) => worker(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +235,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_key: args.tls_key,
         pair_check_interval: args.pair_check_interval,
         kubeconfig: args.kubeconfig,
+        store: args.store,
+        store_key_file: args.store_key_file,
+        volume_root: args.volume_root,
+        workers: args.workers,
     })?;
     runtime()?.block_on(avocet_server::serve(config, shutdown_signal()))?;
     Ok(())
@@ -209,6 +266,49 @@ async fn shutdown_signal() {
         _ = terminate.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupt received"),
     }
+}
+
+fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    let store = avocet_transfer::store::StoreUrl::parse(&args.store)
+        .map_err(|e| anyhow::anyhow!("--store: {e}"))?;
+    let key = std::fs::read(&args.store_key_file)
+        .map_err(|e| anyhow::anyhow!("--store-key-file {}: {e}", args.store_key_file.display()))?;
+    if key.len() < avocet_transfer::seal::KEY_MATERIAL_MIN {
+        anyhow::bail!(
+            "--store-key-file {} holds {} bytes; at least {} bytes of secret are needed",
+            args.store_key_file.display(),
+            key.len(),
+            avocet_transfer::seal::KEY_MATERIAL_MIN
+        );
+    }
+    if !args.kubeconfig.is_file() {
+        anyhow::bail!("--kubeconfig {} is not a readable file", args.kubeconfig.display());
+    }
+    let name = args.name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("worker-{}", host.trim())
+    });
+    runtime()?.block_on(async {
+        let plan = avocet_server::volumes::WorkerPlan {
+            server: args.server,
+            token: args.token,
+            name,
+            count: args.workers,
+            lease_ms: args.lease_ms,
+            kubeconfig: args.kubeconfig,
+            store,
+            key,
+        };
+        let (pool, loops) =
+            avocet_server::volumes::start_workers(plan).await.map_err(anyhow::Error::msg)?;
+        tracing::info!(workers = loops.len(), "worker pool up");
+        shutdown_signal().await;
+        for task in loops {
+            task.abort();
+        }
+        drop(pool);
+        anyhow::Ok(())
+    })
 }
 
 fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {

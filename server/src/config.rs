@@ -84,6 +84,14 @@ pub struct ServeFlags {
     pub pair_check_interval: Option<String>,
     /// Gives `--kubeconfig` (the source cluster the controller watches).
     pub kubeconfig: Option<PathBuf>,
+    /// Gives `--store` (the object store volumes go through).
+    pub store: Option<String>,
+    /// Gives `--store-key-file` (the secret the store's key is derived from).
+    pub store_key_file: Option<PathBuf>,
+    /// Gives `--volume-root` (where this node, as a destination, restores volumes).
+    pub volume_root: Option<PathBuf>,
+    /// Gives `--workers` (migrations this node's worker pool runs at once).
+    pub workers: Option<u32>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -124,6 +132,14 @@ pub struct ConfigFile {
     pub pair_check_interval: Option<String>,
     /// Gives `kubeconfig`.
     pub kubeconfig: Option<PathBuf>,
+    /// Gives `store`.
+    pub store: Option<String>,
+    /// Gives `storeKeyFile`.
+    pub store_key_file: Option<PathBuf>,
+    /// Gives `volumeRoot`.
+    pub volume_root: Option<PathBuf>,
+    /// Gives `workers`.
+    pub workers: Option<u32>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -188,6 +204,25 @@ pub struct ServeConfig {
     /// Names the kubeconfig of the source cluster whose Stork resources the controller mirrors
     /// (no controller without it).
     pub kubeconfig: Option<PathBuf>,
+    /// Says where volume data goes (default: the local-directory store under the data dir).
+    pub store: avocet_transfer::store::StoreUrl,
+    /// Holds the secret the store's encryption key is derived from (no workers and no
+    /// restores without it: there is no built-in key).
+    pub store_key: Option<Secret>,
+    /// Names the folder this node, as a destination, restores volumes into.
+    pub volume_root: Option<PathBuf>,
+    /// Says how many migrations this node's worker pool runs at once (0: no pool).
+    pub workers: u32,
+}
+
+/// Holds secret bytes, never printed.
+#[derive(Clone)]
+pub struct Secret(pub Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 /// Holds a PEM certificate chain and private key, read at start-up.
@@ -525,10 +560,56 @@ impl ServeConfig {
                 format!("{} is not a readable file", file.display()),
             ));
         }
+        let store_label = label("--store", "store", flags.store.is_some(), path);
+        let store = match flags.store.or(file.store) {
+            Some(url) => avocet_transfer::store::StoreUrl::parse(&url)
+                .map_err(|e| error(&store_label, e.to_string()))?,
+            None => avocet_transfer::store::StoreUrl::Local(data_dir.join("store")),
+        };
+        let key_label =
+            label("--store-key-file", "storeKeyFile", flags.store_key_file.is_some(), path);
+        let store_key = match flags.store_key_file.or(file.store_key_file) {
+            Some(key_file) => {
+                let material = std::fs::read(&key_file).map_err(|e| {
+                    error(&key_label, format!("{} cannot be read: {e}", key_file.display()))
+                })?;
+                let least = avocet_transfer::seal::KEY_MATERIAL_MIN;
+                if material.len() < least {
+                    return Err(error(
+                        &key_label,
+                        format!(
+                            "{} holds {} bytes; at least {least} bytes of secret are needed",
+                            key_file.display(),
+                            material.len()
+                        ),
+                    ));
+                }
+                Some(Secret(material))
+            }
+            None => None,
+        };
+        let root_label = label("--volume-root", "volumeRoot", flags.volume_root.is_some(), path);
+        let volume_root = flags.volume_root.or(file.volume_root);
+        if let Some(root) = &volume_root
+            && !root.is_dir()
+        {
+            return Err(error(&root_label, format!("{} is not a directory", root.display())));
+        }
+        let workers = flags.workers.or(file.workers).unwrap_or(2);
+        if workers > 64 {
+            return Err(error(
+                &label("--workers", "workers", flags.workers.is_some(), path),
+                format!("{workers} is more than 64"),
+            ));
+        }
         Ok(ServeConfig {
             tls,
             pair_check_interval,
             kubeconfig,
+            store,
+            store_key,
+            volume_root,
+            workers,
             worker_token,
             timezone,
             stage_deadline,

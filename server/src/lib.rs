@@ -25,6 +25,7 @@ pub mod machine;
 pub mod metrics;
 pub mod pairs;
 pub mod serve;
+pub mod volumes;
 
 pub use config::{ServeConfig, ServeFlags};
 pub use serve::{ServeError, error_chain, serve};

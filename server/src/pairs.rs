@@ -13,7 +13,7 @@ use avocet_proto::api::cluster_client::ClusterClient;
 use avocet_scheduler::{Clock, Command, ObjectKey, Response};
 use avocet_types::ClusterPair;
 use avocet_types::clusterpair::ClusterPairStatusType;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 
 use crate::machine::SchedulerNode;
 
@@ -114,12 +114,16 @@ pub async fn check(pair: &ClusterPair) -> Health {
     Health { scheduler, storage, reason: reasons.join("; ") }
 }
 
-/// The destination's Avocet at `options.ip:port` (port 9001 by default) with `options.token`:
-/// NotProvided without a token, Ready when it answers with a leader.
-async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, String> {
+/// A connection to the destination's Avocet at `options.ip:port` (port 9001 by default; TLS
+/// with `options.cadata`), its URL, and the bearer header of `options.token`; `None` when the
+/// pair names no token.
+pub(crate) async fn destination_channel(
+    pair: &ClusterPair,
+) -> Result<Option<(Channel, String, tonic::metadata::MetadataValue<tonic::metadata::Ascii>)>, String>
+{
     let options = &pair.spec.options;
     let Some(token) = options.get("token").filter(|t| !t.is_empty()) else {
-        return Ok(ClusterPairStatusType::NotProvided);
+        return Ok(None);
     };
     let ip = options.get("ip").filter(|ip| !ip.is_empty()).ok_or("options.ip is missing")?;
     let port = options.get("port").map_or("9001", String::as_str);
@@ -159,6 +163,15 @@ async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, Stri
     let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .map_err(|_| "options.token holds characters a header cannot carry".to_owned())?;
+    Ok(Some((channel, url, bearer)))
+}
+
+/// The destination's Avocet at `options.ip:port` with `options.token`: NotProvided without a
+/// token, Ready when it answers with a leader.
+async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, String> {
+    let Some((channel, url, bearer)) = destination_channel(pair).await? else {
+        return Ok(ClusterPairStatusType::NotProvided);
+    };
     let mut client =
         ClusterClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
             request.metadata_mut().insert("authorization", bearer.clone());

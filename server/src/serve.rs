@@ -6,6 +6,7 @@ use std::sync::Arc;
 use avocet_consensus::{NodeConfig, RaftNode, StartError};
 use avocet_proto::api::catalog_server::CatalogServer;
 use avocet_proto::api::cluster_server::ClusterServer;
+use avocet_proto::api::volumes_server::VolumesServer;
 use avocet_proto::api::workers_server::WorkersServer;
 use avocet_scheduler::catalog::Settings;
 use avocet_scheduler::{Clock, ScaledClock, SystemClock};
@@ -48,6 +49,13 @@ pub enum ServeError {
 }
 
 /// A client for the source cluster from its kubeconfig file.
+/// A worker's lease, in the group's clock: 30 s of real time however fast the clock runs.
+fn lease_ms(clock_scale: f64) -> u64 {
+    let factor = if clock_scale.is_finite() { clock_scale.clamp(1.0, 1e6) } else { 1.0 };
+    let lease = std::time::Duration::from_secs_f64(30.0 * factor);
+    u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
+}
+
 async fn kube_client(path: &std::path::Path) -> Result<kube::Client, ServeError> {
     let bad = |e: String| ServeError::Kubeconfig(format!("{}: {e}", path.display()));
     let file = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
@@ -205,6 +213,44 @@ pub async fn serve(
         None => None,
     };
 
+    // Every node runs a worker pool when it can reach the source cluster and has the store's
+    // key: its dispatch loops lease through this node's own API (writes are forwarded).
+    let workers = match (&config.kubeconfig, &config.store_key) {
+        (Some(kubeconfig), Some(key)) if config.workers > 0 && config.tls.is_none() => {
+            let plan = crate::volumes::WorkerPlan {
+                server: format!("http://127.0.0.1:{}", config.listen.port()),
+                token: config.admin_token.clone(),
+                name: format!("node-{}", config.id),
+                count: config.workers,
+                lease_ms: lease_ms(config.clock_scale),
+                kubeconfig: kubeconfig.clone(),
+                store: config.store.clone(),
+                key: key.0.clone(),
+            };
+            let started =
+                crate::volumes::start_workers(plan).await.map_err(ServeError::Kubeconfig)?;
+            tracing::info!(
+                workers = config.workers,
+                "running migrations in this node's worker pool"
+            );
+            Some(started)
+        }
+        (Some(_), Some(_)) if config.workers > 0 => {
+            tracing::warn!(
+                "no in-process workers with --tls-cert: run `avocet worker` against this node"
+            );
+            None
+        }
+        _ => None,
+    };
+    let volumes_api = InterceptedService::new(
+        VolumesServer::new(crate::volumes::VolumesApi {
+            url: config.store.clone(),
+            key: config.store_key.as_ref().map(|k| Arc::new(k.0.clone())),
+            root: config.volume_root.clone(),
+        }),
+        bearer_check(&config.admin_token),
+    );
     let admin = bearer_check(&config.admin_token);
     let catalog = CatalogApi::new(Arc::clone(&node), Arc::clone(&clock), wake);
     let worker_tokens: Vec<&str> = std::iter::once(config.admin_token.as_str())
@@ -232,6 +278,7 @@ pub async fn serve(
             .add_service(cluster_api)
             .add_service(catalog_api)
             .add_service(workers_api)
+            .add_service(volumes_api)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(api_listener),
                 async {
@@ -272,6 +319,12 @@ pub async fn serve(
     pairs_task.abort();
     if let Some(task) = controller_task {
         task.abort();
+    }
+    if let Some((pool, loops)) = workers {
+        for task in loops {
+            task.abort();
+        }
+        drop(pool);
     }
     tracing::info!(node = config.id, "handing leadership over if this node leads");
     node.shutdown().await;

@@ -20,7 +20,14 @@ pub const ALLOWED_INTERNAL_EDGES: &[(&str, &[&str])] = &[
     ("avocet-workers", &["avocet-transfer", "avocet-types"]),
     (
         "avocet-server",
-        &["avocet-consensus", "avocet-scheduler", "avocet-workers", "avocet-proto", "avocet-types"],
+        &[
+            "avocet-consensus",
+            "avocet-scheduler",
+            "avocet-transfer",
+            "avocet-workers",
+            "avocet-proto",
+            "avocet-types",
+        ],
     ),
     ("avocet-sandbox", &["avocet-types"]),
     (

@@ -11,3 +11,4 @@ mod t03_tls;
 mod t04_verbs;
 mod t05_pairs;
 mod t06_controller;
+mod t07_migrate;

@@ -1,0 +1,272 @@
+//! Volumes across a pair: the worker pool behind the dispatch loop, the stores it pushes
+//! through, and both ends of the destination restore.
+//!
+//! - [`PoolExecutor`] runs leased migrations in the `avocet-workers` pool.
+//! - [`PairStores`] opens a pair's store: this node's `--store`, in a folder per pair
+//!   (`<namespace>.<name>` of the source's ClusterPair), sealed with the `--store-key-file` key.
+//! - [`RemoteDestination`] asks the destination's Avocet (`options.ip:port`, `options.token`)
+//!   to restore a run; [`VolumesApi`] is that service, writing into `--volume-root`.
+//!
+//! Until the credentials issue keeps a key per pair, source and destination are configured
+//! with the same store and key file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use avocet_proto::api::volumes_client::VolumesClient;
+use avocet_proto::api::volumes_server::Volumes;
+use avocet_proto::api::{RestoreVolumeRequest, RestoreVolumeResponse};
+use avocet_transfer::layout::check_volume_name;
+use avocet_transfer::repo::Repository;
+use avocet_transfer::seal::Key;
+use avocet_transfer::store::StoreUrl;
+use avocet_types::clusterpair::ClusterPair;
+use avocet_types::migration::MigrationStatusType;
+use avocet_workers::pool::{Boxed, Destination, JobReport, MigrationJob, Stores, WorkerPool};
+use avocet_workers::volumes::Volume;
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status};
+
+use crate::dispatch::{Finished, Job, MigrationExecutor, StageReport};
+
+/// The store's folder for a pair.
+fn pair_prefix(pair: &ClusterPair) -> String {
+    format!(
+        "{}.{}",
+        pair.metadata.namespace.as_deref().unwrap_or("default"),
+        pair.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `url` with `prefix` as a sub-folder.
+fn under(url: &StoreUrl, prefix: &str) -> StoreUrl {
+    match url {
+        StoreUrl::Local(root) => StoreUrl::Local(root.join(prefix)),
+        StoreUrl::S3(options) => {
+            let mut options = options.clone();
+            options.prefix = if options.prefix.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{}/{prefix}", options.prefix)
+            };
+            StoreUrl::S3(options)
+        }
+    }
+}
+
+async fn open_repo(url: &StoreUrl, key: &[u8], create: bool) -> Result<Repository, String> {
+    let store = url.open().await.map_err(|e| e.to_string())?;
+    let key = Key::derive(key).map_err(|e| e.to_string())?;
+    Repository::open(store, key, create).await.map_err(|e| e.to_string())
+}
+
+/// Opens a pair's store under this node's `--store`.
+#[derive(Debug)]
+pub struct PairStores {
+    /// The store.
+    pub url: StoreUrl,
+    /// The key material.
+    pub key: Vec<u8>,
+}
+
+impl Stores for PairStores {
+    fn open<'a>(&'a self, pair: &'a ClusterPair) -> Boxed<'a, Repository> {
+        Box::pin(
+            async move { open_repo(&under(&self.url, &pair_prefix(pair)), &self.key, true).await },
+        )
+    }
+}
+
+/// Has the pair's destination Avocet restore a run.
+#[derive(Debug, Default)]
+pub struct RemoteDestination;
+
+impl Destination for RemoteDestination {
+    fn restore<'a>(
+        &'a self,
+        pair: &'a ClusterPair,
+        volume: &'a Volume,
+        run: u64,
+    ) -> Boxed<'a, String> {
+        Box::pin(async move {
+            let (channel, url, bearer) =
+                crate::pairs::destination_channel(pair).await?.ok_or_else(|| {
+                    "the ClusterPair's options name no token for the destination Avocet".to_owned()
+                })?;
+            let mut client =
+                VolumesClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+                    request.metadata_mut().insert("authorization", bearer.clone());
+                    Ok(request)
+                });
+            let request = RestoreVolumeRequest {
+                store_prefix: pair_prefix(pair),
+                volume: volume.store_name(),
+                run,
+            };
+            let answer = client.restore(request).await.map_err(|e| {
+                format!("the destination Avocet at {url} could not restore it: {}", e.message())
+            })?;
+            Ok(answer.into_inner().path)
+        })
+    }
+}
+
+/// The destination's restore service.
+#[derive(Debug, Clone)]
+pub struct VolumesApi {
+    /// The store, as this node is configured.
+    pub url: StoreUrl,
+    /// The key material, when configured.
+    pub key: Option<Arc<Vec<u8>>>,
+    /// Where volumes are restored, when configured.
+    pub root: Option<PathBuf>,
+}
+
+#[tonic::async_trait]
+impl Volumes for VolumesApi {
+    async fn restore(
+        &self,
+        request: Request<RestoreVolumeRequest>,
+    ) -> Result<Response<RestoreVolumeResponse>, Status> {
+        let request = request.into_inner();
+        let (Some(key), Some(root)) = (&self.key, &self.root) else {
+            return Err(Status::failed_precondition(
+                "this Avocet restores no volumes: start it with --volume-root and --store-key-file",
+            ));
+        };
+        check_volume_name(&request.store_prefix)
+            .map_err(|e| Status::invalid_argument(format!("store_prefix: {e}")))?;
+        check_volume_name(&request.volume)
+            .map_err(|e| Status::invalid_argument(format!("volume: {e}")))?;
+        let repo = open_repo(&under(&self.url, &request.store_prefix), key, false)
+            .await
+            .map_err(Status::failed_precondition)?;
+        let target = root.join(&request.volume);
+        let report = avocet_transfer::restore::restore(
+            &repo,
+            &request.volume,
+            Some(request.run),
+            &target,
+            Arc::default(),
+        )
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(volume = %request.volume, run = request.run, target = %target.display(), "volume restored");
+        Ok(Response::new(RestoreVolumeResponse {
+            path: target.display().to_string(),
+            files: report.files,
+            bytes_downloaded: report.bytes_downloaded,
+        }))
+    }
+}
+
+/// Runs leased migrations in the worker pool.
+#[derive(Debug)]
+pub struct PoolExecutor {
+    /// The pool.
+    pub pool: Arc<WorkerPool>,
+}
+
+fn stage_report(report: JobReport) -> StageReport {
+    StageReport { stage: report.stage, bytes: report.bytes, objects: report.objects }
+}
+
+impl MigrationExecutor for PoolExecutor {
+    async fn execute(&self, job: Job, progress: mpsc::Sender<StageReport>) -> Finished {
+        let Some(pair) = job.pair else {
+            return Finished {
+                status: MigrationStatusType::Failed,
+                reason: format!(
+                    "ClusterPair {:?} does not exist in namespace {:?}",
+                    job.migration.spec.cluster_pair, job.namespace
+                ),
+                ..Finished::default()
+            };
+        };
+        let job = MigrationJob {
+            namespace: job.namespace,
+            name: job.name,
+            migration: job.migration,
+            pair,
+            token: job.token,
+        };
+        let (tx, mut rx) = mpsc::channel(16);
+        let forward = async {
+            while let Some(report) = rx.recv().await {
+                let _ = progress.send(stage_report(report)).await;
+            }
+        };
+        let (outcome, ()) = tokio::join!(self.pool.run(job, tx), forward);
+        Finished {
+            status: outcome.status,
+            reason: outcome.reason,
+            last: outcome.last.map(stage_report),
+            volumes: outcome.volumes,
+            resources: outcome.resources,
+        }
+    }
+}
+
+/// How a set of workers runs: the pool and the dispatch loops that feed it.
+#[derive(Debug, Clone)]
+pub struct WorkerPlan {
+    /// The scheduler group's public API.
+    pub server: String,
+    /// The worker (or admin) token.
+    pub token: String,
+    /// The worker's name in leases and events.
+    pub name: String,
+    /// Migrations run at once.
+    pub count: u32,
+    /// Lease length in the group's clock, in milliseconds.
+    pub lease_ms: u64,
+    /// The source cluster's kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The store.
+    pub store: StoreUrl,
+    /// The key material.
+    pub key: Vec<u8>,
+}
+
+/// Starts a worker pool and `plan.count` dispatch loops feeding it; returns the pool (drop it
+/// to stop the actors) and the loops' tasks (abort them to stop leasing).
+pub async fn start_workers(
+    plan: WorkerPlan,
+) -> Result<(Arc<WorkerPool>, Vec<tokio::task::JoinHandle<()>>), String> {
+    let file = kube::config::Kubeconfig::read_from(&plan.kubeconfig)
+        .map_err(|e| format!("{}: {e}", plan.kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("{}: {e}", plan.kubeconfig.display()))?;
+    let source = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let pool = WorkerPool::start(avocet_workers::pool::PoolConfig {
+        source,
+        stores: Arc::new(PairStores { url: plan.store.clone(), key: plan.key.clone() }),
+        destination: Arc::new(RemoteDestination),
+        volumes: Arc::new(avocet_workers::volumes::DirectoryVolumes),
+        migrations_at_once: usize::try_from(plan.count).unwrap_or(1).max(1),
+        volumes_at_once: 2,
+        report_every: std::time::Duration::from_secs(2),
+        volume_attempts: 3,
+        runtime: tokio::runtime::Handle::current(),
+    })
+    .map_err(|e| format!("the worker actors did not start: {e}"))?;
+    let pool = Arc::new(pool);
+    let channel = tonic::transport::Endpoint::from_shared(plan.server.clone())
+        .map_err(|_| format!("{:?} is not a server URL", plan.server))?
+        .connect_lazy();
+    let mut loops = Vec::new();
+    for i in 0..plan.count.max(1) {
+        let client = crate::dispatch::client(channel.clone(), &plan.token)?;
+        let settings = crate::dispatch::WorkerSettings {
+            name: if plan.count > 1 { format!("{}-{i}", plan.name) } else { plan.name.clone() },
+            lease_ms: plan.lease_ms,
+            renew_every: std::time::Duration::from_secs(5),
+            idle_poll: std::time::Duration::from_millis(500),
+        };
+        let executor = PoolExecutor { pool: Arc::clone(&pool) };
+        loops.push(tokio::spawn(crate::dispatch::run(client, settings, executor)));
+    }
+    Ok((pool, loops))
+}
