@@ -165,6 +165,10 @@ struct ServeArgs {
     /// --store-key-file; 0 for none) [default: 2].
     #[arg(long, value_name = "N")]
     workers: Option<u32>,
+    /// Seals stored credentials with a key derived from FILE (at least 32 bytes of secret;
+    /// typically a mounted Kubernetes Secret). Without it, credentials cannot be stored.
+    #[arg(long, value_name = "FILE")]
+    master_key_file: Option<PathBuf>,
     /// Writes logs as text or JSON lines.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -239,6 +243,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         store_key_file: args.store_key_file,
         volume_root: args.volume_root,
         workers: args.workers,
+        master_key_file: args.master_key_file,
     })?;
     runtime()?.block_on(avocet_server::serve(config, shutdown_signal()))?;
     Ok(())

@@ -30,6 +30,7 @@ mod tests {
     #[test]
     fn messages_round_trip_through_the_wire_format() {
         let status = api::ClusterStatusResponse {
+            cluster_id: "4f1c0e2a".to_owned(),
             leader_id: 1,
             term: 3,
             commit_index: 42,

@@ -86,6 +86,26 @@ impl Catalog {
             Command::Configure { settings, .. } => self.configure(settings, now),
             Command::Put { object, .. } => self.put(index, *object, now),
             Command::Delete { kind, key, .. } => self.delete(kind, &key, now),
+            Command::PutCredential { credential, .. } => {
+                match self.data.credentials.entry(credential.name.clone()) {
+                    std::collections::btree_map::Entry::Occupied(taken) => {
+                        Err(Rejection::CredentialExists { name: taken.key().clone() })
+                    }
+                    std::collections::btree_map::Entry::Vacant(free) => {
+                        let mut credential = *credential;
+                        credential.created_at = now;
+                        free.insert(credential);
+                        Ok(Response::CredentialStored)
+                    }
+                }
+            }
+            Command::DeleteCredential { name, .. } => {
+                if self.data.credentials.remove(&name).is_some() {
+                    Ok(Response::CredentialDeleted)
+                } else {
+                    Err(Rejection::NoCredential { name })
+                }
+            }
             Command::SetSuspend { schedule, suspend, .. } => {
                 self.set_suspend(&schedule, suspend, now)
             }

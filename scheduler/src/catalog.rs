@@ -77,6 +77,35 @@ impl fmt::Display for ObjectKey {
     }
 }
 
+/// Object-store credentials (`avocetctl credentials create`): where a pair's volumes go. The
+/// secrets (access keys and the pair's data key) are `sealed` by the service before the
+/// command is proposed, so neither the log nor a snapshot holds them in the clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    /// The name, `clusterPair_<destination cluster id>`.
+    pub name: String,
+    /// The provider (`s3`).
+    pub provider: String,
+    /// The bucket (may be empty: the service picks one per pair).
+    #[serde(default)]
+    pub bucket: String,
+    /// The endpoint.
+    pub endpoint: String,
+    /// The region.
+    pub region: String,
+    /// The storage class (STANDARD or STANDARD-IA).
+    #[serde(default)]
+    pub storage_class: String,
+    /// Whether the endpoint is plain HTTP.
+    #[serde(default)]
+    pub disable_ssl: bool,
+    /// The sealed secrets, base64.
+    pub sealed: String,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
 /// Holds the group-wide settings every node applies alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -375,6 +404,10 @@ pub struct CatalogData {
     /// Holds ApplicationRegistrations (cluster-scoped: empty namespace).
     #[serde(default)]
     pub registrations: BTreeMap<ObjectKey, avocet_types::ApplicationRegistration>,
+    /// Holds object-store credentials by name (`clusterPair_<destination cluster id>`), their
+    /// secrets sealed by the service's master key before they were proposed.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, Credential>,
     /// Holds MigrationSchedules.
     pub schedules: BTreeMap<ObjectKey, ScheduleEntry>,
     /// Holds Migrations, scheduled and one-off.
@@ -559,6 +592,16 @@ impl Catalog {
         &self,
     ) -> impl Iterator<Item = (&ObjectKey, &avocet_types::ApplicationRegistration)> {
         self.data.registrations.iter()
+    }
+
+    /// Returns every stored credential, by name.
+    pub fn credentials(&self) -> impl Iterator<Item = &Credential> {
+        self.data.credentials.values()
+    }
+
+    /// Returns the credential `name`.
+    pub fn credential(&self, name: &str) -> Option<&Credential> {
+        self.data.credentials.get(name)
     }
 
     /// Returns every ClusterPair.

@@ -18,7 +18,7 @@ use avocet_types::policy::PolicyType;
 use avocet_types::schedule::MigrationSchedule;
 use avocet_types::{Kind, NamespacedSchedulePolicy, SchedulePolicy, StorkObject};
 
-use crate::catalog::{CoalescedSlots, ObjectKey, Progress, Settings};
+use crate::catalog::{CoalescedSlots, Credential, ObjectKey, Progress, Settings};
 
 /// Holds an object of a kind the catalog stores.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +166,20 @@ pub enum Command {
         /// Gives the leader's clock reading.
         at: DateTime<Utc>,
     },
+    /// Stores object-store credentials under a new name.
+    PutCredential {
+        /// Holds the credential, its secrets sealed.
+        credential: Box<Credential>,
+        /// Gives the leader's clock reading.
+        at: DateTime<Utc>,
+    },
+    /// Deletes stored credentials.
+    DeleteCredential {
+        /// Names them.
+        name: String,
+        /// Gives the leader's clock reading.
+        at: DateTime<Utc>,
+    },
     /// Deletes an object.
     Delete {
         /// Names the kind.
@@ -284,6 +298,8 @@ macro_rules! at_of {
             Command::Configure { at, .. }
             | Command::Put { at, .. }
             | Command::Delete { at, .. }
+            | Command::PutCredential { at, .. }
+            | Command::DeleteCredential { at, .. }
             | Command::SetSuspend { at, .. }
             | Command::Cancel { at, .. }
             | Command::Lease { at, .. }
@@ -350,6 +366,10 @@ pub enum Response {
         /// Says whether anything changed.
         changed: bool,
     },
+    /// The credential was stored.
+    CredentialStored,
+    /// The credential was deleted.
+    CredentialDeleted,
     /// The object was deleted.
     Deleted {
         /// Names the object.
@@ -402,6 +422,18 @@ pub enum Response {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
 pub enum Rejection {
+    /// A credential of that name exists.
+    #[error("credentials {name:?} already exist; delete them first to replace them")]
+    CredentialExists {
+        /// Names them.
+        name: String,
+    },
+    /// No credential of that name exists.
+    #[error("credentials {name:?} not found")]
+    NoCredential {
+        /// Names them.
+        name: String,
+    },
     /// The object does not exist.
     #[error("{kind:?} {key} not found")]
     NotFound {

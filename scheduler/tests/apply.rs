@@ -811,3 +811,36 @@ spec:
         Error
     );
 }
+
+#[test]
+fn credentials_are_stored_once_by_name_and_deleted_by_name() {
+    use avocet_scheduler::catalog::Credential;
+    let mut h = Harness::new();
+    let at = t("2026-12-06T00:00:00Z");
+    let credential = Credential {
+        name: "clusterPair_4f1c".to_owned(),
+        provider: "s3".to_owned(),
+        bucket: String::new(),
+        endpoint: "http://127.0.0.1:9000".to_owned(),
+        region: "us-east-1".to_owned(),
+        storage_class: "STANDARD".to_owned(),
+        disable_ssl: true,
+        sealed: "c2VhbGVk".to_owned(),
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let put = || Command::PutCredential { credential: Box::new(credential.clone()), at };
+    assert_eq!(h.apply(put()), Response::CredentialStored);
+    assert_eq!(
+        h.apply(put()),
+        Response::Rejected(Rejection::CredentialExists { name: "clusterPair_4f1c".to_owned() })
+    );
+    let stored = h.catalog.credential("clusterPair_4f1c").unwrap();
+    assert_eq!((stored.created_at, stored.sealed.as_str()), (at, "c2VhbGVk"));
+    let delete = || Command::DeleteCredential { name: "clusterPair_4f1c".to_owned(), at };
+    assert_eq!(h.apply(delete()), Response::CredentialDeleted);
+    assert_eq!(
+        h.apply(delete()),
+        Response::Rejected(Rejection::NoCredential { name: "clusterPair_4f1c".to_owned() })
+    );
+    assert_eq!(h.catalog.credentials().count(), 0);
+}

@@ -32,6 +32,7 @@ pub fn status_message(status: ClusterStatus) -> ClusterStatusResponse {
         term: status.term,
         commit_index: status.commit_index,
         node_id: status.node_id,
+        cluster_id: String::new(),
         members: status
             .members
             .into_iter()
@@ -78,7 +79,9 @@ impl Cluster for ClusterApi {
         &self,
         _: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
-        Ok(Response::new(status_message(self.node.leader_status().await)))
+        let mut status = status_message(self.node.leader_status().await);
+        status.cluster_id = self.node.group().map(|group| group.0).unwrap_or_default();
+        Ok(Response::new(status))
     }
 
     async fn add_learner(

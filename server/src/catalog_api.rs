@@ -39,7 +39,8 @@ use crate::machine::SchedulerNode;
 pub fn rejection_status(rejection: Rejection) -> Status {
     let message = rejection.to_string();
     match rejection {
-        Rejection::NotFound { .. } => Status::not_found(message),
+        Rejection::NotFound { .. } | Rejection::NoCredential { .. } => Status::not_found(message),
+        Rejection::CredentialExists { .. } => Status::already_exists(message),
         Rejection::Invalid { .. } => Status::invalid_argument(message),
         _ => Status::failed_precondition(message),
     }
@@ -56,7 +57,7 @@ pub fn parse_kind(text: &str) -> Result<Kind, Status> {
     })
 }
 
-fn rfc3339(instant: DateTime<Utc>) -> String {
+pub(crate) fn rfc3339(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -178,13 +179,18 @@ pub struct CatalogApi {
 }
 
 impl CatalogApi {
+    /// Reads the group's clock.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Returns the service of `node`; `wake` is notified after each change this node commits.
     pub fn new(node: Arc<SchedulerNode>, clock: Arc<dyn Clock>, wake: Arc<Notify>) -> Self {
         CatalogApi { node, clock, wake }
     }
 
     /// Reads linearizably on the leader, else from this node's copy.
-    async fn read<T>(&self, read: impl Fn(&Catalog) -> T) -> Result<T, Status> {
+    pub(crate) async fn read<T>(&self, read: impl Fn(&Catalog) -> T) -> Result<T, Status> {
         match self.node.read(|s| read(&s.0)).await {
             Ok(value) => Ok(value),
             Err(RequestError::NotLeader { .. } | RequestError::NoLeader(_)) => {
@@ -194,7 +200,10 @@ impl CatalogApi {
         }
     }
 
-    async fn write(&self, command: Command) -> Result<avocet_scheduler::Response, Status> {
+    pub(crate) async fn write(
+        &self,
+        command: Command,
+    ) -> Result<avocet_scheduler::Response, Status> {
         let response = self.node.write(command).await.map_err(status_of)?;
         self.wake.notify_one();
         match response {

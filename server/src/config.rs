@@ -92,6 +92,8 @@ pub struct ServeFlags {
     pub volume_root: Option<PathBuf>,
     /// Gives `--workers` (migrations this node's worker pool runs at once).
     pub workers: Option<u32>,
+    /// Gives `--master-key-file` (the key credentials are sealed with).
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Holds the settings of a YAML configuration file; keys mirror the flags in camelCase.
@@ -140,6 +142,8 @@ pub struct ConfigFile {
     pub volume_root: Option<PathBuf>,
     /// Gives `workers`.
     pub workers: Option<u32>,
+    /// Gives `masterKeyFile`.
+    pub master_key_file: Option<PathBuf>,
 }
 
 /// Holds the `peers` setting of a file: one string or a list of `id=host:port` entries.
@@ -213,6 +217,26 @@ pub struct ServeConfig {
     pub volume_root: Option<PathBuf>,
     /// Says how many migrations this node's worker pool runs at once (0: no pool).
     pub workers: u32,
+    /// Holds the secret credentials are sealed with (no credentials can be stored without).
+    pub master_key: Option<Secret>,
+}
+
+/// Reads a key file of at least 32 bytes of secret.
+fn read_secret(setting: &str, key_file: &Path) -> Result<Secret, ConfigError> {
+    let material = std::fs::read(key_file)
+        .map_err(|e| error(setting, format!("{} cannot be read: {e}", key_file.display())))?;
+    let least = avocet_transfer::seal::KEY_MATERIAL_MIN;
+    if material.len() < least {
+        return Err(error(
+            setting,
+            format!(
+                "{} holds {} bytes; at least {least} bytes of secret are needed",
+                key_file.display(),
+                material.len()
+            ),
+        ));
+    }
+    Ok(Secret(material))
 }
 
 /// Holds secret bytes, never printed.
@@ -568,24 +592,14 @@ impl ServeConfig {
         };
         let key_label =
             label("--store-key-file", "storeKeyFile", flags.store_key_file.is_some(), path);
+        let master_label =
+            label("--master-key-file", "masterKeyFile", flags.master_key_file.is_some(), path);
+        let master_key = match flags.master_key_file.or(file.master_key_file) {
+            Some(key_file) => Some(read_secret(&master_label, &key_file)?),
+            None => None,
+        };
         let store_key = match flags.store_key_file.or(file.store_key_file) {
-            Some(key_file) => {
-                let material = std::fs::read(&key_file).map_err(|e| {
-                    error(&key_label, format!("{} cannot be read: {e}", key_file.display()))
-                })?;
-                let least = avocet_transfer::seal::KEY_MATERIAL_MIN;
-                if material.len() < least {
-                    return Err(error(
-                        &key_label,
-                        format!(
-                            "{} holds {} bytes; at least {least} bytes of secret are needed",
-                            key_file.display(),
-                            material.len()
-                        ),
-                    ));
-                }
-                Some(Secret(material))
-            }
+            Some(key_file) => Some(read_secret(&key_label, &key_file)?),
             None => None,
         };
         let root_label = label("--volume-root", "volumeRoot", flags.volume_root.is_some(), path);
@@ -610,6 +624,7 @@ impl ServeConfig {
             store_key,
             volume_root,
             workers,
+            master_key,
             worker_token,
             timezone,
             stage_deadline,

@@ -19,6 +19,7 @@ pub mod api;
 pub mod catalog_api;
 pub mod config;
 pub mod controller;
+pub mod credentials;
 pub mod dispatch;
 pub mod leader;
 pub mod machine;

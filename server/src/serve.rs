@@ -6,6 +6,7 @@ use std::sync::Arc;
 use avocet_consensus::{NodeConfig, RaftNode, StartError};
 use avocet_proto::api::catalog_server::CatalogServer;
 use avocet_proto::api::cluster_server::ClusterServer;
+use avocet_proto::api::credentials_server::CredentialsServer;
 use avocet_proto::api::volumes_server::VolumesServer;
 use avocet_proto::api::workers_server::WorkersServer;
 use avocet_scheduler::catalog::Settings;
@@ -253,6 +254,20 @@ pub async fn serve(
     );
     let admin = bearer_check(&config.admin_token);
     let catalog = CatalogApi::new(Arc::clone(&node), Arc::clone(&clock), wake);
+    let master = match &config.master_key {
+        Some(secret) => Some(Arc::new(
+            avocet_transfer::seal::Key::derive(&secret.0)
+                .map_err(|e| ServeError::Kubeconfig(format!("--master-key-file: {e}")))?,
+        )),
+        None => None,
+    };
+    let credentials_api = InterceptedService::new(
+        CredentialsServer::new(crate::credentials::CredentialsApi {
+            catalog: catalog.clone(),
+            master,
+        }),
+        admin.clone(),
+    );
     let worker_tokens: Vec<&str> = std::iter::once(config.admin_token.as_str())
         .chain(config.worker_token.as_deref())
         .collect();
@@ -279,6 +294,7 @@ pub async fn serve(
             .add_service(catalog_api)
             .add_service(workers_api)
             .add_service(volumes_api)
+            .add_service(credentials_api)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(api_listener),
                 async {

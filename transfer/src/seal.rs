@@ -193,6 +193,11 @@ fn associated(format: u8, label: &str) -> Vec<u8> {
     aad
 }
 
+/// Fills `buf` from the operating system's random source.
+pub fn random_bytes(buf: &mut [u8]) {
+    OsRng.fill_bytes(buf);
+}
+
 /// A random name (32 hex digits) for an object that is not named by its contents.
 pub fn random_name() -> String {
     let mut bytes = [0u8; 16];

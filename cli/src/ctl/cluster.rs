@@ -52,6 +52,7 @@ fn write_json(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Re
         "commitIndex": status.commit_index,
         "members": members,
         "reportedBy": status.node_id,
+        "clusterId": status.cluster_id,
     });
     serde_json::to_writer_pretty(&mut *out, &json)?;
     writeln!(out)?;
@@ -59,7 +60,7 @@ fn write_json(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Re
 }
 
 fn write_table(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut summary = Table::new(&["LEADER", "TERM", "COMMIT-INDEX", "REPORTED-BY"]);
+    let mut summary = Table::new(&["LEADER", "TERM", "COMMIT-INDEX", "REPORTED-BY", "CLUSTER-ID"]);
     let leader =
         if status.leader_id == 0 { "none".to_owned() } else { status.leader_id.to_string() };
     summary.row(vec![
@@ -67,6 +68,7 @@ fn write_table(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::R
         status.term.to_string(),
         status.commit_index.to_string(),
         status.node_id.to_string(),
+        status.cluster_id.clone(),
     ]);
     summary.write(out)?;
     writeln!(out)?;
@@ -146,6 +148,7 @@ mod tests {
     #[test]
     fn json_has_the_documented_shape() {
         let status = ClusterStatusResponse {
+            cluster_id: "4f1c0e2a".to_owned(),
             leader_id: 1,
             term: 3,
             commit_index: 42,

@@ -11,6 +11,7 @@ mod activate;
 mod catalog;
 mod client;
 mod cluster;
+mod credentials;
 mod generate;
 mod preview;
 mod snapshot;
@@ -102,6 +103,9 @@ enum Command {
     Activate(activate::ActivateArgs),
     /// Stops the migrated applications on this (destination) cluster again.
     Deactivate(activate::ActivateArgs),
+    /// Stores, lists and deletes object-store credentials for pairs.
+    #[command(subcommand)]
+    Credentials(credentials::CredentialsCommand),
     /// Pushes a volume's changes to an object store, or restores a run from it.
     #[command(subcommand)]
     Snapshot(snapshot::SnapshotCommand),
@@ -332,6 +336,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             activate::run(&args, avocet_workers::resources::activate::Direction::Activate, &mut out)
         }
         Command::Snapshot(command) => snapshot::run(command, &mut out),
+        Command::Credentials(command) => credentials::run(&cli.server, command, &mut out),
         Command::Deactivate(args) => activate::run(
             &args,
             avocet_workers::resources::activate::Direction::Deactivate,

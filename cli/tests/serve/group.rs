@@ -79,6 +79,11 @@ impl Group {
             .join(",")
     }
 
+    /// Returns node `id`'s data directory.
+    pub(crate) fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
     /// Starts (or restarts) node `id` with the same command line every time.
     pub(crate) fn spawn(&mut self, id: u64) {
         let data_dir: PathBuf = self.dir.path().join(format!("node-{id}"));

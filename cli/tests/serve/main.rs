@@ -12,3 +12,4 @@ mod t04_verbs;
 mod t05_pairs;
 mod t06_controller;
 mod t07_migrate;
+mod t08_credentials;
