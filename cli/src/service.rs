@@ -302,7 +302,7 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             lease_ms: args.lease_ms,
             kubeconfig: args.kubeconfig,
             store,
-            key,
+            key: Some(key),
         };
         let (pool, loops) =
             avocet_server::volumes::start_workers(plan).await.map_err(anyhow::Error::msg)?;

@@ -127,9 +127,22 @@ impl Catalog {
                 self.expire_lease(&migration, token, at, now)
             }
             Command::Timeout { migration, stage, at } => self.timeout(&migration, stage, at, now),
-            Command::PairHealth { pair, generation, scheduler, storage, reason, .. } => {
-                self.pair_health(&pair, generation, scheduler, storage, &reason, now)
-            }
+            Command::PairHealth {
+                pair,
+                generation,
+                scheduler,
+                storage,
+                reason,
+                remote_storage_id,
+                ..
+            } => self.pair_health(
+                &pair,
+                generation,
+                (scheduler, storage),
+                &remote_storage_id,
+                &reason,
+                now,
+            ),
         };
         match result {
             // Only a command that changed something moves the group's record clock.
@@ -661,8 +674,8 @@ impl Catalog {
         &mut self,
         key: &ObjectKey,
         generation: i64,
-        scheduler: ClusterPairStatusType,
-        storage: ClusterPairStatusType,
+        (scheduler, storage): (ClusterPairStatusType, ClusterPairStatusType),
+        remote_storage_id: &str,
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Response, Rejection> {
@@ -677,8 +690,12 @@ impl Catalog {
         }
         let status = pair.status.get_or_insert_with(Default::default);
         let before = (status.scheduler_status, status.storage_status);
+        let new_id = !remote_storage_id.is_empty() && status.remote_storage_id != remote_storage_id;
+        if new_id {
+            status.remote_storage_id = remote_storage_id.to_owned();
+        }
         if before == (scheduler, storage) {
-            return Ok(Response::PairHealth { changed: false });
+            return Ok(Response::PairHealth { changed: new_id });
         }
         status.scheduler_status = scheduler;
         status.storage_status = storage;

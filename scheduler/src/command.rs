@@ -275,6 +275,9 @@ pub enum Command {
         /// Says whether the destination's Avocet answers at `options.ip:port` with
         /// `options.token` (NotProvided without a token).
         storage: ClusterPairStatusType,
+        /// Gives the destination's cluster id, as its Avocet reported it (empty: unknown).
+        #[serde(default)]
+        remote_storage_id: String,
         /// Explains a check that failed (empty when none did).
         reason: String,
         /// Gives the leader's clock reading.

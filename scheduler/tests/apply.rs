@@ -758,6 +758,7 @@ spec:
         scheduler,
         storage,
         reason: reason.to_owned(),
+        remote_storage_id: String::new(),
         at: start,
     };
     assert_eq!(h.apply(health(Ready, NotProvided, "")), Response::PairHealth { changed: true });
@@ -793,6 +794,7 @@ spec:
         scheduler: Ready,
         storage: Ready,
         reason: String::new(),
+        remote_storage_id: String::new(),
         at: start,
     });
     assert!(matches!(missing, Response::Rejected(Rejection::NotFound { .. })));
@@ -803,6 +805,7 @@ spec:
         scheduler: Ready,
         storage: Ready,
         reason: String::new(),
+        remote_storage_id: String::new(),
         at: start,
     });
     assert_eq!(stale, Response::PairHealth { changed: false });

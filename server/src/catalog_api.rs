@@ -488,13 +488,43 @@ fn migration_key(namespace: &str, name: &str) -> Result<ObjectKey, Status> {
 #[derive(Clone)]
 pub struct WorkersApi {
     catalog: CatalogApi,
+    master: Option<Arc<avocet_transfer::seal::Key>>,
 }
 
 impl WorkersApi {
-    /// Returns the service of `node`.
-    pub fn new(catalog: CatalogApi) -> Self {
-        WorkersApi { catalog }
+    /// Returns the service of `node`; with the master key, leases carry the pair's store from
+    /// its stored credentials.
+    pub fn new(catalog: CatalogApi, master: Option<Arc<avocet_transfer::seal::Key>>) -> Self {
+        WorkersApi { catalog, master }
     }
+}
+
+/// The store of `pair` from credentials named `clusterPair_<status.remoteStorageId>`, if any.
+fn store_spec(
+    catalog: &Catalog,
+    master: &avocet_transfer::seal::Key,
+    pair: &avocet_types::ClusterPair,
+) -> Result<Option<String>, Status> {
+    let id = pair.status.as_ref().map(|s| s.remote_storage_id.as_str()).unwrap_or_default();
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let Some(credential) = catalog.credential(&format!("clusterPair_{id}")) else {
+        return Ok(None);
+    };
+    let secrets = crate::credentials::open_secrets(master, credential).map_err(Status::internal)?;
+    let bucket = if credential.bucket.is_empty() {
+        format!("avocet-{}", id.to_ascii_lowercase())
+    } else {
+        credential.bucket.clone()
+    };
+    let spec = avocet_transfer::store::StoreSpec {
+        url: format!("s3://{bucket}?endpoint={}&region={}", credential.endpoint, credential.region),
+        access_key: secrets.access_key,
+        secret_key: secrets.secret_key,
+        key_hex: secrets.pair_key,
+    };
+    serde_json::to_string(&spec).map(Some).map_err(|e| Status::internal(e.to_string()))
 }
 
 impl std::fmt::Debug for WorkersApi {
@@ -520,13 +550,23 @@ impl WorkersService for WorkersApi {
                     migration.metadata.namespace.as_deref().unwrap_or_default(),
                     &migration.spec.cluster_pair,
                 );
-                let cluster_pair_json = self
+                let master = self.master.clone();
+                let (cluster_pair_json, store_json) = self
                     .catalog
-                    .read(|catalog| catalog.cluster_pair(&pair_key).map(json).transpose())
-                    .await??
-                    .unwrap_or_default();
+                    .read(|catalog| {
+                        let Some(pair) = catalog.cluster_pair(&pair_key) else {
+                            return Ok((String::new(), String::new()));
+                        };
+                        let store = match &master {
+                            Some(master) => store_spec(catalog, master, pair)?,
+                            None => None,
+                        };
+                        Ok::<_, Status>((json(pair)?, store.unwrap_or_default()))
+                    })
+                    .await??;
                 Ok(Response::new(LeaseResponse {
                     cluster_pair_json,
+                    store_json,
                     leased: true,
                     namespace: migration.metadata.namespace.clone().unwrap_or_default(),
                     name: migration.metadata.name.clone().unwrap_or_default(),

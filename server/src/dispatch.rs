@@ -31,6 +31,8 @@ pub struct Job {
     pub migration: Migration,
     /// Holds the migration's ClusterPair (`None` when it no longer exists).
     pub pair: Option<ClusterPair>,
+    /// Holds the pair's store from its stored credentials (`None`: the worker's own store).
+    pub store: Option<avocet_transfer::store::StoreSpec>,
     /// Gives the lease's fencing token.
     pub token: u64,
 }
@@ -143,11 +145,21 @@ pub async fn run_once<E: MigrationExecutor>(
             ))
         })?)
     };
+    let store = if lease.store_json.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str(&lease.store_json).map_err(|error| {
+            tonic::Status::internal(format!(
+                "the leased migration's store does not decode: {error}"
+            ))
+        })?)
+    };
     let job = Job {
         namespace: lease.namespace.clone(),
         name: lease.name.clone(),
         migration,
         pair,
+        store,
         token: lease.token,
     };
     let (progress, mut reports) = mpsc::channel(16);

@@ -39,6 +39,8 @@ pub struct Health {
     pub storage: ClusterPairStatusType,
     /// Why a check failed.
     pub reason: String,
+    /// The destination's cluster id, when its Avocet answered.
+    pub remote_storage_id: String,
 }
 
 impl PairChecker {
@@ -66,6 +68,7 @@ impl PairChecker {
                     scheduler: found.scheduler,
                     storage: found.storage,
                     reason: found.reason.clone(),
+                    remote_storage_id: found.remote_storage_id.clone(),
                     at: self.clock.now(),
                 };
                 match self.node.write(command).await {
@@ -104,14 +107,14 @@ pub async fn check(pair: &ClusterPair) -> Health {
                 ClusterPairStatusType::Error
             }
         };
-    let storage = match check_storage(pair).await {
-        Ok(status) => status,
+    let (storage, remote_storage_id) = match check_storage(pair).await {
+        Ok(found) => found,
         Err(reason) => {
             reasons.push(format!("storage: {reason}"));
-            ClusterPairStatusType::Error
+            (ClusterPairStatusType::Error, String::new())
         }
     };
-    Health { scheduler, storage, reason: reasons.join("; ") }
+    Health { scheduler, storage, reason: reasons.join("; "), remote_storage_id }
 }
 
 /// A connection to the destination's Avocet at `options.ip:port` (port 9001 by default; TLS
@@ -168,9 +171,9 @@ pub(crate) async fn destination_channel(
 
 /// The destination's Avocet at `options.ip:port` with `options.token`: NotProvided without a
 /// token, Ready when it answers with a leader.
-async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, String> {
+async fn check_storage(pair: &ClusterPair) -> Result<(ClusterPairStatusType, String), String> {
     let Some((channel, url, bearer)) = destination_channel(pair).await? else {
-        return Ok(ClusterPairStatusType::NotProvided);
+        return Ok((ClusterPairStatusType::NotProvided, String::new()));
     };
     let mut client =
         ClusterClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
@@ -186,5 +189,5 @@ async fn check_storage(pair: &ClusterPair) -> Result<ClusterPairStatusType, Stri
     if status.get_ref().leader_id == 0 {
         return Err(format!("the destination Avocet at {url} has no leader"));
     }
-    Ok(ClusterPairStatusType::Ready)
+    Ok((ClusterPairStatusType::Ready, status.into_inner().cluster_id))
 }

@@ -216,8 +216,9 @@ pub async fn serve(
 
     // Every node runs a worker pool when it can reach the source cluster and has the store's
     // key: its dispatch loops lease through this node's own API (writes are forwarded).
-    let workers = match (&config.kubeconfig, &config.store_key) {
-        (Some(kubeconfig), Some(key)) if config.workers > 0 && config.tls.is_none() => {
+    let keyed = config.store_key.is_some() || config.master_key.is_some();
+    let workers = match &config.kubeconfig {
+        Some(kubeconfig) if keyed && config.workers > 0 && config.tls.is_none() => {
             let plan = crate::volumes::WorkerPlan {
                 server: format!("http://127.0.0.1:{}", config.listen.port()),
                 token: config.admin_token.clone(),
@@ -226,7 +227,7 @@ pub async fn serve(
                 lease_ms: lease_ms(config.clock_scale),
                 kubeconfig: kubeconfig.clone(),
                 store: config.store.clone(),
-                key: key.0.clone(),
+                key: config.store_key.as_ref().map(|k| k.0.clone()),
             };
             let started =
                 crate::volumes::start_workers(plan).await.map_err(ServeError::Kubeconfig)?;
@@ -236,7 +237,7 @@ pub async fn serve(
             );
             Some(started)
         }
-        (Some(_), Some(_)) if config.workers > 0 => {
+        Some(_) if keyed && config.workers > 0 => {
             tracing::warn!(
                 "no in-process workers with --tls-cert: run `avocet worker` against this node"
             );
@@ -264,7 +265,7 @@ pub async fn serve(
     let credentials_api = InterceptedService::new(
         CredentialsServer::new(crate::credentials::CredentialsApi {
             catalog: catalog.clone(),
-            master,
+            master: master.clone(),
         }),
         admin.clone(),
     );
@@ -277,7 +278,7 @@ pub async fn serve(
     );
     let catalog_api = InterceptedService::new(CatalogServer::new(catalog.clone()), admin);
     let workers_api = InterceptedService::new(
-        WorkersServer::new(WorkersApi::new(catalog)),
+        WorkersServer::new(WorkersApi::new(catalog, master.clone())),
         bearer_check_any(&worker_tokens),
     );
     let mut builder = tonic::transport::Server::builder();

@@ -19,7 +19,7 @@ use avocet_proto::api::{RestoreVolumeRequest, RestoreVolumeResponse};
 use avocet_transfer::layout::check_volume_name;
 use avocet_transfer::repo::Repository;
 use avocet_transfer::seal::Key;
-use avocet_transfer::store::StoreUrl;
+use avocet_transfer::store::{StoreSpec, StoreUrl};
 use avocet_types::clusterpair::ClusterPair;
 use avocet_types::migration::MigrationStatusType;
 use avocet_workers::pool::{Boxed, Destination, JobReport, MigrationJob, Stores, WorkerPool};
@@ -60,20 +60,37 @@ async fn open_repo(url: &StoreUrl, key: &[u8], create: bool) -> Result<Repositor
     Repository::open(store, key, create).await.map_err(|e| e.to_string())
 }
 
-/// Opens a pair's store under this node's `--store`.
+/// Opens a pair's store: the one its stored credentials name (with the pair's data key), or
+/// else this node's `--store` with its `--store-key-file` key.
 #[derive(Debug)]
 pub struct PairStores {
     /// The store.
     pub url: StoreUrl,
-    /// The key material.
-    pub key: Vec<u8>,
+    /// The key material, when configured.
+    pub key: Option<Vec<u8>>,
+}
+
+/// The store and key a spec names, in the pair's folder.
+fn spec_store(spec: &StoreSpec, prefix: &str) -> Result<(StoreUrl, Vec<u8>), String> {
+    let url = spec.store_url().map_err(|e| format!("the pair's credentials: {e}"))?;
+    Ok((under(&url, prefix), spec.key_material()))
 }
 
 impl Stores for PairStores {
-    fn open<'a>(&'a self, pair: &'a ClusterPair) -> Boxed<'a, Repository> {
-        Box::pin(
-            async move { open_repo(&under(&self.url, &pair_prefix(pair)), &self.key, true).await },
-        )
+    fn open<'a>(&'a self, job: &'a MigrationJob) -> Boxed<'a, Repository> {
+        Box::pin(async move {
+            let prefix = pair_prefix(&job.pair);
+            let (url, key) = match (&job.store, &self.key) {
+                (Some(spec), _) => spec_store(spec, &prefix)?,
+                (None, Some(key)) => (under(&self.url, &prefix), key.clone()),
+                (None, None) => {
+                    return Err(format!(
+                        "no credentials for ClusterPair {prefix} (name them clusterPair_<destination cluster id>) and no --store-key-file on this worker"
+                    ));
+                }
+            };
+            open_repo(&url, &key, true).await
+        })
     }
 }
 
@@ -84,11 +101,12 @@ pub struct RemoteDestination;
 impl Destination for RemoteDestination {
     fn restore<'a>(
         &'a self,
-        pair: &'a ClusterPair,
+        job: &'a MigrationJob,
         volume: &'a Volume,
         run: u64,
     ) -> Boxed<'a, String> {
         Box::pin(async move {
+            let pair = &job.pair;
             let (channel, url, bearer) =
                 crate::pairs::destination_channel(pair).await?.ok_or_else(|| {
                     "the ClusterPair's options name no token for the destination Avocet".to_owned()
@@ -98,10 +116,15 @@ impl Destination for RemoteDestination {
                     request.metadata_mut().insert("authorization", bearer.clone());
                     Ok(request)
                 });
+            let store_json = match &job.store {
+                Some(spec) => serde_json::to_string(spec).map_err(|e| e.to_string())?,
+                None => String::new(),
+            };
             let request = RestoreVolumeRequest {
                 store_prefix: pair_prefix(pair),
                 volume: volume.store_name(),
                 run,
+                store_json,
             };
             let answer = client.restore(request).await.map_err(|e| {
                 format!("the destination Avocet at {url} could not restore it: {}", e.message())
@@ -129,18 +152,28 @@ impl Volumes for VolumesApi {
         request: Request<RestoreVolumeRequest>,
     ) -> Result<Response<RestoreVolumeResponse>, Status> {
         let request = request.into_inner();
-        let (Some(key), Some(root)) = (&self.key, &self.root) else {
+        let Some(root) = &self.root else {
             return Err(Status::failed_precondition(
-                "this Avocet restores no volumes: start it with --volume-root and --store-key-file",
+                "this Avocet restores no volumes: start it with --volume-root",
             ));
         };
         check_volume_name(&request.store_prefix)
             .map_err(|e| Status::invalid_argument(format!("store_prefix: {e}")))?;
         check_volume_name(&request.volume)
             .map_err(|e| Status::invalid_argument(format!("volume: {e}")))?;
-        let repo = open_repo(&under(&self.url, &request.store_prefix), key, false)
-            .await
-            .map_err(Status::failed_precondition)?;
+        let (url, key) = if request.store_json.is_empty() {
+            let Some(key) = &self.key else {
+                return Err(Status::failed_precondition(
+                    "the source sent no store and this Avocet has no --store-key-file",
+                ));
+            };
+            (under(&self.url, &request.store_prefix), key.to_vec())
+        } else {
+            let spec: StoreSpec = serde_json::from_str(&request.store_json)
+                .map_err(|e| Status::invalid_argument(format!("store_json: {e}")))?;
+            spec_store(&spec, &request.store_prefix).map_err(Status::invalid_argument)?
+        };
+        let repo = open_repo(&url, &key, false).await.map_err(Status::failed_precondition)?;
         let target = root.join(&request.volume);
         let report = avocet_transfer::restore::restore(
             &repo,
@@ -188,6 +221,7 @@ impl MigrationExecutor for PoolExecutor {
             name: job.name,
             migration: job.migration,
             pair,
+            store: job.store,
             token: job.token,
         };
         let (tx, mut rx) = mpsc::channel(16);
@@ -224,8 +258,8 @@ pub struct WorkerPlan {
     pub kubeconfig: PathBuf,
     /// The store.
     pub store: StoreUrl,
-    /// The key material.
-    pub key: Vec<u8>,
+    /// The key material, when configured (else only pairs with credentials can move).
+    pub key: Option<Vec<u8>>,
 }
 
 /// Starts a worker pool and `plan.count` dispatch loops feeding it; returns the pool (drop it

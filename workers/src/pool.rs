@@ -42,6 +42,8 @@ pub struct MigrationJob {
     pub migration: Migration,
     /// Its ClusterPair.
     pub pair: ClusterPair,
+    /// The pair's store from its stored credentials (`None`: the pool's own store).
+    pub store: Option<avocet_transfer::store::StoreSpec>,
     /// The lease's fencing token.
     pub token: u64,
 }
@@ -87,19 +89,19 @@ impl JobOutcome {
 /// What a pool's seams return.
 pub type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send + 'a>>;
 
-/// Opens the object store of a pair with the pair's key.
+/// Opens the object store of a migration's pair with the pair's key.
 pub trait Stores: Send + Sync {
-    /// The repository `pair`'s volumes go to.
-    fn open<'a>(&'a self, pair: &'a ClusterPair) -> Boxed<'a, Repository>;
+    /// The repository the volumes of `job` go to.
+    fn open<'a>(&'a self, job: &'a MigrationJob) -> Boxed<'a, Repository>;
 }
 
 /// The destination side of a volume copy: writes a pushed run into the destination volume.
 pub trait Destination: Send + Sync {
-    /// Restores run `run` of `volume` (by its store name) on `pair`'s destination; returns
-    /// the directory that holds it there (the destination PersistentVolume's new path).
+    /// Restores run `run` of `volume` (by its store name) on the destination of `job`'s pair;
+    /// returns the directory that holds it there (the destination PersistentVolume's new path).
     fn restore<'a>(
         &'a self,
-        pair: &'a ClusterPair,
+        job: &'a MigrationJob,
         volume: &'a Volume,
         run: u64,
     ) -> Boxed<'a, String>;
@@ -607,13 +609,13 @@ async fn copy_volume(
     let mut attempt = 1;
     loop {
         let result = async {
-            let repo = config.stores.open(&job.pair).await?;
+            let repo = config.stores.open(&job).await?;
             let mut options = PushOptions::new(&volume.store_name());
             options.mode = mode;
             let report = push::push(&repo, &volume.path, &options, progress.clone())
                 .await
                 .map_err(|e| e.to_string())?;
-            let path = config.destination.restore(&job.pair, &volume, report.run).await?;
+            let path = config.destination.restore(&job, &volume, report.run).await?;
             Ok::<(u64, String), String>((report.bytes_total, path))
         }
         .await;

@@ -37,7 +37,7 @@ fn key() -> Key {
 struct LocalStores(std::path::PathBuf);
 
 impl Stores for LocalStores {
-    fn open<'a>(&'a self, _: &'a ClusterPair) -> Boxed<'a, Repository> {
+    fn open<'a>(&'a self, _: &'a MigrationJob) -> Boxed<'a, Repository> {
         Box::pin(async move {
             Repository::open(Arc::new(LocalStore::new(self.0.clone())), key(), true)
                 .await
@@ -67,7 +67,7 @@ impl Drop for SetOnDrop {
 impl Destination for Restorer {
     fn restore<'a>(
         &'a self,
-        _: &'a ClusterPair,
+        _: &'a MigrationJob,
         volume: &'a Volume,
         run: u64,
     ) -> Boxed<'a, String> {
@@ -223,6 +223,7 @@ fn job(world: &World) -> MigrationJob {
         name: "mysql-now".to_owned(),
         migration: migration(),
         pair: world.pair.clone(),
+        store: None,
         token: 7,
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use avocet_sandbox::Sandbox;
 use serde_json::{Value, json};
 
+use avocet_transfer::testing::{ACCESS_KEY, S3Server, SECRET_KEY};
+
 use crate::group::{ADMIN_TOKEN, Group};
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
@@ -29,8 +31,17 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     )
 }
 
-#[test]
-fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
+/// Two sandbox clusters, the source holding a namespace with a hostPath volume.
+struct World {
+    _runtime: tokio::runtime::Runtime,
+    _clusters: (Sandbox, Sandbox),
+    dir: tempfile::TempDir,
+    source_config: std::path::PathBuf,
+    dest_config: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+fn world() -> World {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let source = runtime.block_on(Sandbox::start_local()).unwrap();
@@ -68,42 +79,31 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
     std::fs::write(&file, objects.to_string()).unwrap();
     let (ok, out, err) = kubectl(&source_config, &["apply", "-f", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    World {
+        _runtime: runtime,
+        _clusters: (source, destination),
+        dir,
+        source_config,
+        dest_config,
+        data,
+    }
+}
 
-    let key = dir.path().join("pair.key");
-    std::fs::write(&key, b"0123456789abcdef0123456789abcdef-pair").unwrap();
-    let store = format!("file://{}", dir.path().join("store").display());
-    let root = dir.path().join("volumes");
-    std::fs::create_dir(&root).unwrap();
-    let dest_group = Group::start_with(
-        1,
-        &[
-            "--store",
-            &store,
-            "--store-key-file",
-            key.to_str().unwrap(),
-            "--volume-root",
-            root.to_str().unwrap(),
-        ],
-    );
-    let dest_node = dest_group.leader(Duration::from_secs(30));
-    let source_group = Group::start_with(
-        1,
-        &[
-            "--kubeconfig",
-            source_config.to_str().unwrap(),
-            "--store",
-            &store,
-            "--store-key-file",
-            key.to_str().unwrap(),
-            "--workers",
-            "1",
-        ],
-    );
+/// Pairs the source group with the destination group, waits for `ready` on the pair, runs a
+/// one-off migration, and checks the destination holds the data and the standby objects.
+fn migrate(
+    world: &World,
+    source_group: &Group,
+    dest_group: &Group,
+    root: &Path,
+    ready: impl Fn(&Value) -> bool,
+) {
     let node = source_group.leader(Duration::from_secs(30));
+    let dest_node = dest_group.leader(Duration::from_secs(30));
     let ctl = |args: &[&str]| source_group.ctl(node, args);
-
     let (_, port) = dest_group.nodes[&dest_node].api.rsplit_once(':').unwrap();
     let options = format!("ip=127.0.0.1,port={port},token={ADMIN_TOKEN}");
+    let dest_config = world.dest_config.to_str().unwrap();
     let (ok, pair, err) = ctl(&[
         "generate",
         "clusterpair",
@@ -111,15 +111,20 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
         "-n",
         "mysql",
         "--kubeconfig",
-        dest_config.to_str().unwrap(),
+        dest_config,
         "-s",
         &options,
     ]);
     assert!(ok, "{err}");
-    let pair_file = dir.path().join("pair.yaml");
+    let pair_file = world.dir.path().join("pair.yaml");
     std::fs::write(&pair_file, pair).unwrap();
     let (ok, out, err) = ctl(&["apply", "-f", pair_file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    source_group.eventually(Duration::from_secs(30), "the pair is ready", || {
+        let (ok, out, _) = ctl(&["get", "clusterpair", "remote", "-n", "mysql", "-o", "json"]);
+        let value: Value = if ok { serde_json::from_str(&out).ok()? } else { None? };
+        ready(&value).then_some(())
+    });
     let (ok, out, err) = ctl(&[
         "create",
         "migration",
@@ -149,15 +154,104 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
     assert_eq!(volumes[0]["bytesTotal"], 800_000);
 
     let restored = root.join("mysql.data");
-    let diff = Command::new("diff").arg("-r").arg(&data).arg(&restored).status().unwrap();
+    let diff = Command::new("diff").arg("-r").arg(&world.data).arg(&restored).status().unwrap();
     assert!(diff.success(), "the destination holds the source's data");
-    let (ok, out, err) = kubectl(&dest_config, &["get", "pv", "pv-mysql", "-o", "json"]);
+    let (ok, out, err) = kubectl(&world.dest_config, &["get", "pv", "pv-mysql", "-o", "json"]);
     assert!(ok, "{err}");
     let pv: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(pv["spec"]["hostPath"]["path"], restored.to_str().unwrap());
     let (ok, out, err) =
-        kubectl(&dest_config, &["get", "deployment", "mysql", "-n", "mysql", "-o", "json"]);
+        kubectl(&world.dest_config, &["get", "deployment", "mysql", "-n", "mysql", "-o", "json"]);
     assert!(ok, "{err}");
     let deployment: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(deployment["spec"]["replicas"], 0, "a standby is scaled to 0");
+}
+
+#[test]
+fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
+    let world = world();
+    let key = world.dir.path().join("pair.key");
+    std::fs::write(&key, b"0123456789abcdef0123456789abcdef-pair").unwrap();
+    let store = format!("file://{}", world.dir.path().join("store").display());
+    let root = world.dir.path().join("volumes");
+    std::fs::create_dir(&root).unwrap();
+    let key = key.to_str().unwrap();
+    let dest_group = Group::start_with(
+        1,
+        &["--store", &store, "--store-key-file", key, "--volume-root", root.to_str().unwrap()],
+    );
+    let source_group = Group::start_with(
+        1,
+        &[
+            "--kubeconfig",
+            world.source_config.to_str().unwrap(),
+            "--store",
+            &store,
+            "--store-key-file",
+            key,
+            "--workers",
+            "1",
+        ],
+    );
+    migrate(&world, &source_group, &dest_group, &root, |_| true);
+}
+
+#[test]
+fn with_credentials_for_the_pair_volumes_go_through_s3_with_the_pairs_own_key() {
+    let world = world();
+    let s3_data = world.dir.path().join("s3");
+    std::fs::create_dir(&s3_data).unwrap();
+    let s3 = S3Server::start(&s3_data).unwrap();
+    let master = world.dir.path().join("master.key");
+    std::fs::write(&master, b"the source's master key, 32 bytes or more").unwrap();
+    let root = world.dir.path().join("volumes");
+    std::fs::create_dir(&root).unwrap();
+    // The destination has no store or key of its own: the source sends the pair's.
+    let dest_group = Group::start_with(1, &["--volume-root", root.to_str().unwrap()]);
+    let dest_node = dest_group.leader(Duration::from_secs(30));
+    let (ok, out, err) = dest_group.ctl(dest_node, &["cluster", "status", "-o", "json"]);
+    assert!(ok, "{err}");
+    let dest_id =
+        serde_json::from_str::<Value>(&out).unwrap()["clusterId"].as_str().unwrap().to_owned();
+    let source_group = Group::start_with(
+        1,
+        &[
+            "--kubeconfig",
+            world.source_config.to_str().unwrap(),
+            "--master-key-file",
+            master.to_str().unwrap(),
+            "--workers",
+            "1",
+            "--pair-check-interval",
+            "1s",
+        ],
+    );
+    let node = source_group.leader(Duration::from_secs(30));
+    let name = format!("clusterPair_{dest_id}");
+    let endpoint = format!("127.0.0.1:{}", s3.port);
+    let (ok, _, err) = source_group.ctl(
+        node,
+        &[
+            "credentials",
+            "create",
+            "--provider",
+            "s3",
+            "--s3-access-key",
+            ACCESS_KEY,
+            "--s3-secret-key",
+            SECRET_KEY,
+            "--s3-region",
+            "us-east-1",
+            "--s3-endpoint",
+            &endpoint,
+            "--disable-ssl",
+            &name,
+        ],
+    );
+    assert!(ok, "{err}");
+    migrate(&world, &source_group, &dest_group, &root, |pair| {
+        pair["status"]["remoteStorageId"].as_str() == Some(dest_id.as_str())
+    });
+    let bucket = format!("avocet-{}", dest_id.to_ascii_lowercase());
+    assert!(s3_data.join(&bucket).join("mysql.remote").is_dir(), "the pair's folder in its bucket");
 }

@@ -60,6 +60,52 @@ pub enum StoreError {
     },
 }
 
+/// A pair's store and data key as a worker receives them with a lease (built from stored
+/// credentials): never printed.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSpec {
+    /// The store URL (`s3://…` or `file://…`).
+    pub url: String,
+    /// The S3 access key id (empty: the SDK's default chain).
+    #[serde(default)]
+    pub access_key: String,
+    /// The S3 secret access key.
+    #[serde(default)]
+    pub secret_key: String,
+    /// The pair's data key material, hex.
+    pub key_hex: String,
+}
+
+impl fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreSpec({}, ..)", self.url)
+    }
+}
+
+impl StoreSpec {
+    /// The store, with the spec's static credentials.
+    pub fn store_url(&self) -> Result<StoreUrl, StoreError> {
+        let mut url = StoreUrl::parse(&self.url)?;
+        if let StoreUrl::S3(options) = &mut url
+            && !self.access_key.is_empty()
+        {
+            options.credentials = Some(s3::StaticCredentials {
+                access_key: self.access_key.clone(),
+                secret_key: self.secret_key.clone(),
+            });
+        }
+        Ok(url)
+    }
+
+    /// The data key material.
+    pub fn key_material(&self) -> Vec<u8> {
+        (0..self.key_hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(self.key_hex.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect()
+    }
+}
+
 /// A store URL, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
