@@ -255,3 +255,41 @@ fn with_credentials_for_the_pair_volumes_go_through_s3_with_the_pairs_own_key() 
     let bucket = format!("avocet-{}", dest_id.to_ascii_lowercase());
     assert!(s3_data.join(&bucket).join("mysql.remote").is_dir(), "the pair's folder in its bucket");
 }
+
+#[test]
+fn an_avocet_worker_process_runs_the_migration_when_the_nodes_run_none() {
+    let world = world();
+    let key = world.dir.path().join("pair.key");
+    std::fs::write(&key, b"0123456789abcdef0123456789abcdef-pair").unwrap();
+    let store = format!("file://{}", world.dir.path().join("store").display());
+    let root = world.dir.path().join("volumes");
+    std::fs::create_dir(&root).unwrap();
+    let key = key.to_str().unwrap();
+    let dest_group = Group::start_with(
+        1,
+        &["--store", &store, "--store-key-file", key, "--volume-root", root.to_str().unwrap()],
+    );
+    let source_group = Group::start_with(
+        1,
+        &["--kubeconfig", world.source_config.to_str().unwrap(), "--workers", "0"],
+    );
+    let node = source_group.leader(Duration::from_secs(30));
+    let log = std::fs::File::create(world.dir.path().join("worker.log")).unwrap();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_avocet"))
+        .args(["worker", "--server", &format!("http://{}", source_group.nodes[&node].api)])
+        .args(["--kubeconfig", world.source_config.to_str().unwrap()])
+        .args(["--store", &store, "--store-key-file", key, "--workers", "1", "--name", "w1"])
+        .env("AVOCET_WORKER_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    migrate(&world, &source_group, &dest_group, &root, |_| true);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let log = std::fs::read_to_string(world.dir.path().join("worker.log")).unwrap();
+    assert!(
+        log.contains("completed") && log.contains("migration=now"),
+        "the worker process ran it: {log}"
+    );
+}
