@@ -134,12 +134,13 @@ impl Catalog {
                 storage,
                 reason,
                 remote_storage_id,
+                object_store,
                 ..
             } => self.pair_health(
                 &pair,
                 generation,
                 (scheduler, storage),
-                &remote_storage_id,
+                (&remote_storage_id, &object_store),
                 &reason,
                 now,
             ),
@@ -675,7 +676,7 @@ impl Catalog {
         key: &ObjectKey,
         generation: i64,
         (scheduler, storage): (ClusterPairStatusType, ClusterPairStatusType),
-        remote_storage_id: &str,
+        (remote_storage_id, object_store): (&str, &str),
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<Response, Rejection> {
@@ -694,8 +695,22 @@ impl Catalog {
         if new_id {
             status.remote_storage_id = remote_storage_id.to_owned();
         }
+        let new_store = !object_store.is_empty() && status.object_store != object_store;
+        if new_store {
+            status.object_store = object_store.to_owned();
+        }
+        if new_store {
+            let message = format!("Volumes of this pair go to {object_store}");
+            self.push_event(Kind::ClusterPair, key, EventType::Normal, "ObjectStore", message, now);
+        }
+        let pair = self
+            .data
+            .cluster_pairs
+            .get_mut(key)
+            .ok_or_else(|| Rejection::NotFound { kind: Kind::ClusterPair, key: key.clone() })?;
+        let status = pair.status.get_or_insert_with(Default::default);
         if before == (scheduler, storage) {
-            return Ok(Response::PairHealth { changed: new_id });
+            return Ok(Response::PairHealth { changed: new_id || new_store });
         }
         status.scheduler_status = scheduler;
         status.storage_status = storage;

@@ -106,6 +106,17 @@ pub struct Credential {
     pub created_at: DateTime<Utc>,
 }
 
+impl Credential {
+    /// The bucket: the one named, or `avocet-<destination cluster id>` (one per pair).
+    pub fn bucket_for(&self, cluster_id: &str) -> String {
+        if self.bucket.is_empty() {
+            format!("avocet-{}", cluster_id.to_ascii_lowercase())
+        } else {
+            self.bucket.clone()
+        }
+    }
+}
+
 /// Holds the group-wide settings every node applies alike.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

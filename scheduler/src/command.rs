@@ -278,6 +278,9 @@ pub enum Command {
         /// Gives the destination's cluster id, as its Avocet reported it (empty: unknown).
         #[serde(default)]
         remote_storage_id: String,
+        /// Says where the pair's volumes go (empty: not checked).
+        #[serde(default)]
+        object_store: String,
         /// Explains a check that failed (empty when none did).
         reason: String,
         /// Gives the leader's clock reading.

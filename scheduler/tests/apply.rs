@@ -759,6 +759,7 @@ spec:
         storage,
         reason: reason.to_owned(),
         remote_storage_id: String::new(),
+        object_store: String::new(),
         at: start,
     };
     assert_eq!(h.apply(health(Ready, NotProvided, "")), Response::PairHealth { changed: true });
@@ -795,6 +796,7 @@ spec:
         storage: Ready,
         reason: String::new(),
         remote_storage_id: String::new(),
+        object_store: String::new(),
         at: start,
     });
     assert!(matches!(missing, Response::Rejected(Rejection::NotFound { .. })));
@@ -806,6 +808,7 @@ spec:
         storage: Ready,
         reason: String::new(),
         remote_storage_id: String::new(),
+        object_store: String::new(),
         at: start,
     });
     assert_eq!(stale, Response::PairHealth { changed: false });

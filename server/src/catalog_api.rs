@@ -513,11 +513,7 @@ fn store_spec(
         return Ok(None);
     };
     let secrets = crate::credentials::open_secrets(master, credential).map_err(Status::internal)?;
-    let bucket = if credential.bucket.is_empty() {
-        format!("avocet-{}", id.to_ascii_lowercase())
-    } else {
-        credential.bucket.clone()
-    };
+    let bucket = credential.bucket_for(id);
     let spec = avocet_transfer::store::StoreSpec {
         url: format!("s3://{bucket}?endpoint={}&region={}", credential.endpoint, credential.region),
         access_key: secrets.access_key,

@@ -58,8 +58,23 @@ impl PairChecker {
                 .read_local(|s| s.0.cluster_pairs().map(|(k, p)| (k.clone(), p.clone())).collect());
             for (key, pair) in pairs {
                 let found = check(&pair).await;
-                let recorded = pair.status.as_ref().map(|s| (s.scheduler_status, s.storage_status));
-                if recorded == Some((found.scheduler, found.storage)) {
+                let id = if found.remote_storage_id.is_empty() {
+                    pair.status.as_ref().map(|s| s.remote_storage_id.clone()).unwrap_or_default()
+                } else {
+                    found.remote_storage_id.clone()
+                };
+                let object_store = self.node.read_local(|s| object_store_of(&s.0, &id));
+                let recorded = pair.status.as_ref().map(|s| {
+                    (
+                        s.scheduler_status,
+                        s.storage_status,
+                        s.remote_storage_id.clone(),
+                        s.object_store.clone(),
+                    )
+                });
+                if recorded
+                    == Some((found.scheduler, found.storage, id.clone(), object_store.clone()))
+                {
                     continue;
                 }
                 let command = Command::PairHealth {
@@ -68,7 +83,8 @@ impl PairChecker {
                     scheduler: found.scheduler,
                     storage: found.storage,
                     reason: found.reason.clone(),
-                    remote_storage_id: found.remote_storage_id.clone(),
+                    remote_storage_id: id,
+                    object_store,
                     at: self.clock.now(),
                 };
                 match self.node.write(command).await {
@@ -85,6 +101,24 @@ impl PairChecker {
                 }
             }
         }
+    }
+}
+
+/// Where a pair whose destination has cluster id `id` sends its volumes: the store of
+/// credentials `clusterPair_<id>`, or the internal store.
+fn object_store_of(catalog: &avocet_scheduler::Catalog, id: &str) -> String {
+    if id.is_empty() {
+        return "the internal store (the destination's cluster id is not known yet)".to_owned();
+    }
+    let name = format!("clusterPair_{id}");
+    match catalog.credential(&name) {
+        Some(c) => format!(
+            "{} bucket {} at {} (credentials {name})",
+            c.provider,
+            c.bucket_for(id),
+            c.endpoint
+        ),
+        None => format!("the internal store (no credentials {name})"),
     }
 }
 

@@ -321,6 +321,10 @@ pub struct ClusterPairStatus {
     /// Identifies the paired remote storage.
     #[serde(default, rename = "remoteStorageId")]
     pub remote_storage_id: String,
+    /// Says where the pair's volume data goes (an Avocet extension): the store of credentials
+    /// `clusterPair_<remoteStorageId>`, or the internal store when there are none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub object_store: String,
 }
 
 /// Names the transfer mode in `options.mode`.

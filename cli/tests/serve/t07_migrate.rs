@@ -191,9 +191,13 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
             key,
             "--workers",
             "1",
+            "--pair-check-interval",
+            "1s",
         ],
     );
-    migrate(&world, &source_group, &dest_group, &root, |_| true);
+    migrate(&world, &source_group, &dest_group, &root, |pair| {
+        pair["status"]["objectStore"].as_str().is_some_and(|s| s.starts_with("the internal store"))
+    });
 }
 
 #[test]
@@ -251,6 +255,7 @@ fn with_credentials_for_the_pair_volumes_go_through_s3_with_the_pairs_own_key() 
     assert!(ok, "{err}");
     migrate(&world, &source_group, &dest_group, &root, |pair| {
         pair["status"]["remoteStorageId"].as_str() == Some(dest_id.as_str())
+            && pair["status"]["objectStore"].as_str().is_some_and(|s| s.contains(&name))
     });
     let bucket = format!("avocet-{}", dest_id.to_ascii_lowercase());
     assert!(s3_data.join(&bucket).join("mysql.remote").is_dir(), "the pair's folder in its bucket");
