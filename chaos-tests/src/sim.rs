@@ -789,6 +789,10 @@ fn describe(command: &Command, response: &Response) -> String {
         Command::PairHealth { pair, scheduler, storage, .. } => {
             write!(line, "PairHealth {pair} {scheduler:?} {storage:?}")
         }
+        Command::PutCredential { credential, .. } => {
+            write!(line, "PutCredential {}", credential.name)
+        }
+        Command::DeleteCredential { name, .. } => write!(line, "DeleteCredential {name}"),
     };
     let _ = match response {
         Response::Fired { coalesced, disposition, .. } => {

@@ -166,6 +166,7 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({"leaderId": 1, "term": 3, "commitIndex": 42, "reportedBy": 2,
+                "clusterId": "4f1c0e2a",
                 "members": [{"id": 1, "address": "127.0.0.1:9010", "role": "Leader", "matchedIndex": 42}]})
         );
     }
