@@ -1,7 +1,7 @@
 //! A restore: one run of one volume out of a repository into a target directory. Everything is
 //! checked before the target's neighbourhood is touched (the manifest opens, every piece list
 //! reads, every chunk is in the index, every file's pieces add up to its size); the tree is
-//! built beside the target and switched in at once (see [`crate::volume::write`]). Chunks are
+//! built beside the target and switched in at once (see [`volume::write`](mod@crate::volume::write)). Chunks are
 //! fetched pack by pack, adjacent ones in one ranged read.
 
 use std::collections::HashMap;

@@ -1,5 +1,5 @@
 //! The volume side of the data plane: reading a directory tree into entries and chunks
-//! ([`scan`]), and writing a manifest back out as a directory tree ([`write`]). Together with
+//! ([`scan`]), and writing a manifest back out as a directory tree ([`write`](mod@write)). Together with
 //! `store/`, the only modules that touch the file system.
 
 pub mod scan;
