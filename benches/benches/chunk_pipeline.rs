@@ -9,16 +9,7 @@ use avocet_transfer::seal::{Key, compress, seal};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn noise(len: usize) -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1d_u64;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    avocet_transfer::testing::noise(len, 0x2545_f491_4f6c_dd1d)
 }
 
 fn text(len: usize) -> Vec<u8> {

@@ -17,7 +17,7 @@ use avocet_proto::api::workers_client::WorkersClient;
 use avocet_proto::api::{CompleteRequest, LeaseRequest, RenewRequest, ReportRequest};
 use avocet_types::clusterpair::ClusterPair;
 use avocet_types::migration::{
-    Migration, MigrationResourceInfo, MigrationStage, MigrationStatusType, MigrationVolumeInfo,
+    Migration, MigrationResourceInfo, MigrationStatusType, MigrationVolumeInfo,
 };
 
 /// Describes a leased migration.
@@ -37,16 +37,9 @@ pub struct Job {
     pub token: u64,
 }
 
-/// Reports a running migration's stage and counts (sent to the group as they come).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StageReport {
-    /// Names the stage.
-    pub stage: MigrationStage,
-    /// Counts bytes copied and to copy.
-    pub bytes: (u64, u64),
-    /// Counts objects copied and to copy.
-    pub objects: (u64, u64),
-}
+/// Reports a running migration's stage and counts (sent to the group as they come): the
+/// worker pool's own report.
+pub use avocet_workers::pool::JobReport as StageReport;
 
 /// Says how an executor's run ended.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -136,24 +129,8 @@ pub async fn run_once<E: MigrationExecutor>(
     let migration: Migration = serde_json::from_str(&lease.migration_json).map_err(|error| {
         tonic::Status::internal(format!("the leased migration does not decode: {error}"))
     })?;
-    let pair = if lease.cluster_pair_json.is_empty() {
-        None
-    } else {
-        Some(serde_json::from_str(&lease.cluster_pair_json).map_err(|error| {
-            tonic::Status::internal(format!(
-                "the leased migration's ClusterPair does not decode: {error}"
-            ))
-        })?)
-    };
-    let store = if lease.store_json.is_empty() {
-        None
-    } else {
-        Some(serde_json::from_str(&lease.store_json).map_err(|error| {
-            tonic::Status::internal(format!(
-                "the leased migration's store does not decode: {error}"
-            ))
-        })?)
-    };
+    let pair = optional_json(&lease.cluster_pair_json, "ClusterPair")?;
+    let store = optional_json(&lease.store_json, "store")?;
     let job = Job {
         namespace: lease.namespace.clone(),
         name: lease.name.clone(),
@@ -221,6 +198,19 @@ pub async fn run_once<E: MigrationExecutor>(
         }
         Err(status) => Err(status),
     }
+}
+
+/// Reads an optional JSON field of a lease (empty text: none).
+fn optional_json<T: serde::de::DeserializeOwned>(
+    text: &str,
+    what: &str,
+) -> Result<Option<T>, tonic::Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text).map(Some).map_err(|error| {
+        tonic::Status::internal(format!("the leased migration's {what} does not decode: {error}"))
+    })
 }
 
 /// A status list as the Complete call carries it (empty text for an empty list).

@@ -22,7 +22,7 @@ use avocet_transfer::seal::Key;
 use avocet_transfer::store::{StoreSpec, StoreUrl};
 use avocet_types::clusterpair::ClusterPair;
 use avocet_types::migration::MigrationStatusType;
-use avocet_workers::pool::{Boxed, Destination, JobReport, MigrationJob, Stores, WorkerPool};
+use avocet_workers::pool::{Boxed, Destination, MigrationJob, Stores, WorkerPool};
 use avocet_workers::volumes::Volume;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
@@ -200,10 +200,6 @@ pub struct PoolExecutor {
     pub pool: Arc<WorkerPool>,
 }
 
-fn stage_report(report: JobReport) -> StageReport {
-    StageReport { stage: report.stage, bytes: report.bytes, objects: report.objects }
-}
-
 impl MigrationExecutor for PoolExecutor {
     async fn execute(&self, job: Job, progress: mpsc::Sender<StageReport>) -> Finished {
         let Some(pair) = job.pair else {
@@ -224,17 +220,11 @@ impl MigrationExecutor for PoolExecutor {
             store: job.store,
             token: job.token,
         };
-        let (tx, mut rx) = mpsc::channel(16);
-        let forward = async {
-            while let Some(report) = rx.recv().await {
-                let _ = progress.send(stage_report(report)).await;
-            }
-        };
-        let (outcome, ()) = tokio::join!(self.pool.run(job, tx), forward);
+        let outcome = self.pool.run(job, progress).await;
         Finished {
             status: outcome.status,
             reason: outcome.reason,
-            last: outcome.last.map(stage_report),
+            last: outcome.last,
             volumes: outcome.volumes,
             resources: outcome.resources,
         }

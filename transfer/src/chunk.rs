@@ -171,17 +171,9 @@ mod tests {
 
     use super::*;
 
-    /// Bytes that do not repeat (a xorshift stream), so chunk boundaries are content's own.
+    /// Bytes that do not repeat, so chunk boundaries are content's own.
     fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x.to_le_bytes()[0]
-            })
-            .collect()
+        crate::testing::noise(len, seed)
     }
 
     fn ids(data: &[u8]) -> Vec<ChunkId> {

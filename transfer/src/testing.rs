@@ -14,6 +14,21 @@ pub const ACCESS_KEY: &str = "avocet-test";
 /// The secret key the test servers accept.
 pub const SECRET_KEY: &str = "avocet-test-secret-key";
 
+/// Deterministic bytes that do not repeat or compress (xorshift), fast enough for hundreds of
+/// MiB: test trees and bench data.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// A running s3s-fs.
 #[derive(Debug)]
 pub struct S3Server {

@@ -17,23 +17,11 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use avocet_transfer::testing::noise;
+
 const FILE_BYTES: usize = 4 * 1024 * 1024;
 const REGION_LEN: usize = 64 * 1024;
 const REGION: u64 = REGION_LEN as u64;
-
-/// Deterministic incompressible bytes (xorshift; compresses no better than /dev/urandom).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// One measured command.
 #[derive(Debug, Clone, Default)]

@@ -30,6 +30,24 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs the real `kubectl` against the cluster of `kubeconfig` (its cache beside the file) and
+/// returns (success, stdout, stderr).
+pub(crate) fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let dir = kubeconfig.parent().unwrap();
+    let out = Command::new("kubectl")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("KUBECACHEDIR", dir.join("kube-cache"))
+        .env("HOME", dir)
+        .output()
+        .expect("kubectl is on the PATH (scripts/test.sh installs it)");
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 /// Runs `avocetctl` with the admin token and returns (success, stdout, stderr).
 pub(crate) fn avocetctl(args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_avocetctl"))

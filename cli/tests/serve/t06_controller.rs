@@ -2,29 +2,12 @@
 //! scheduler, and the scheduler's migrations, status and events come back as resources.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use avocet_sandbox::Sandbox;
 use serde_json::{Value, json};
 
-use crate::group::Group;
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let dir = kubeconfig.parent().unwrap();
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("KUBECACHEDIR", dir.join("kube-cache"))
-        .env("HOME", dir)
-        .output()
-        .expect("kubectl is on the PATH (scripts/test.sh installs it)");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::group::{Group, kubectl};
 
 fn apply(kubeconfig: &Path, name: &str, docs: &[Value]) {
     let file = kubeconfig.parent().unwrap().join(name);

@@ -13,23 +13,7 @@ use serde_json::{Value, json};
 
 use avocet_transfer::testing::{ACCESS_KEY, S3Server, SECRET_KEY};
 
-use crate::group::{ADMIN_TOKEN, Group};
-
-fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
-    let dir = kubeconfig.parent().unwrap();
-    let out = Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("KUBECACHEDIR", dir.join("kube-cache"))
-        .env("HOME", dir)
-        .output()
-        .expect("kubectl is on the PATH (scripts/test.sh installs it)");
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::group::{ADMIN_TOKEN, Group, kubectl};
 
 /// Two sandbox clusters, the source holding a namespace with a hostPath volume.
 struct World {
@@ -167,18 +151,24 @@ fn migrate(
     assert_eq!(deployment["spec"]["replicas"], 0, "a standby is scaled to 0");
 }
 
-#[test]
-fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
-    let world = world();
+/// A local-directory store, a key file and a volume root shared by both sides: (store URL,
+/// key file, volume root).
+fn local_store(world: &World) -> (String, String, std::path::PathBuf) {
     let key = world.dir.path().join("pair.key");
     std::fs::write(&key, b"0123456789abcdef0123456789abcdef-pair").unwrap();
     let store = format!("file://{}", world.dir.path().join("store").display());
     let root = world.dir.path().join("volumes");
     std::fs::create_dir(&root).unwrap();
-    let key = key.to_str().unwrap();
+    (store, key.to_str().unwrap().to_owned(), root)
+}
+
+#[test]
+fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
+    let world = world();
+    let (store, key, root) = local_store(&world);
     let dest_group = Group::start_with(
         1,
-        &["--store", &store, "--store-key-file", key, "--volume-root", root.to_str().unwrap()],
+        &["--store", &store, "--store-key-file", &key, "--volume-root", root.to_str().unwrap()],
     );
     let source_group = Group::start_with(
         1,
@@ -188,7 +178,7 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
             "--store",
             &store,
             "--store-key-file",
-            key,
+            &key,
             "--workers",
             "1",
             "--pair-check-interval",
@@ -264,15 +254,10 @@ fn with_credentials_for_the_pair_volumes_go_through_s3_with_the_pairs_own_key() 
 #[test]
 fn an_avocet_worker_process_runs_the_migration_when_the_nodes_run_none() {
     let world = world();
-    let key = world.dir.path().join("pair.key");
-    std::fs::write(&key, b"0123456789abcdef0123456789abcdef-pair").unwrap();
-    let store = format!("file://{}", world.dir.path().join("store").display());
-    let root = world.dir.path().join("volumes");
-    std::fs::create_dir(&root).unwrap();
-    let key = key.to_str().unwrap();
+    let (store, key, root) = local_store(&world);
     let dest_group = Group::start_with(
         1,
-        &["--store", &store, "--store-key-file", key, "--volume-root", root.to_str().unwrap()],
+        &["--store", &store, "--store-key-file", &key, "--volume-root", root.to_str().unwrap()],
     );
     let source_group = Group::start_with(
         1,
@@ -283,7 +268,7 @@ fn an_avocet_worker_process_runs_the_migration_when_the_nodes_run_none() {
     let mut worker = Command::new(env!("CARGO_BIN_EXE_avocet"))
         .args(["worker", "--server", &format!("http://{}", source_group.nodes[&node].api)])
         .args(["--kubeconfig", world.source_config.to_str().unwrap()])
-        .args(["--store", &store, "--store-key-file", key, "--workers", "1", "--name", "w1"])
+        .args(["--store", &store, "--store-key-file", &key, "--workers", "1", "--name", "w1"])
         .env("AVOCET_WORKER_TOKEN", ADMIN_TOKEN)
         .stdout(std::process::Stdio::null())
         .stderr(log)
