@@ -26,10 +26,6 @@ pub(crate) struct Group {
     extra: Vec<String>,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Runs the real `kubectl` against the cluster of `kubeconfig` (its cache beside the file) and
 /// returns (success, stdout, stderr).
 pub(crate) fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
@@ -70,17 +66,18 @@ impl Group {
 
     /// Starts `count` nodes with `extra` flags on every command line.
     pub(crate) fn start_with(count: u64, extra: &[&str]) -> Group {
+        // Every port is held until all are picked, so no two of the group's are the same.
+        let held: Vec<TcpListener> =
+            (0..count * 3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let mut ports = held.iter().map(|l| l.local_addr().unwrap().port());
+        let mut next = || format!("127.0.0.1:{}", ports.next().unwrap());
         let nodes = (1..=count)
             .map(|id| {
-                let node = Node {
-                    api: format!("127.0.0.1:{}", free_port()),
-                    raft: format!("127.0.0.1:{}", free_port()),
-                    metrics: format!("127.0.0.1:{}", free_port()),
-                    process: None,
-                };
+                let node = Node { api: next(), raft: next(), metrics: next(), process: None };
                 (id, node)
             })
             .collect();
+        drop(held);
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
         let mut group = Group { nodes, dir: tempfile::tempdir().unwrap(), extra };
         for id in 1..=count {
