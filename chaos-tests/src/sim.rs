@@ -607,6 +607,7 @@ impl Sim {
                                 bytes_total: 10,
                                 objects_done: 0,
                                 objects_total: 5,
+                                ..Progress::default()
                             },
                             at: clock,
                         });

@@ -48,6 +48,9 @@ pub const FIRED_AT_ANNOTATION: &str = "avocet.dev/fired-at";
 
 /// Names the annotation that counts the missed slots coalesced into a scheduled migration.
 pub const COALESCED_ANNOTATION: &str = "avocet.dev/coalesced-slots";
+/// Annotation on a running migration: its last progress report, for people
+/// (`Volumes: 512.0 MiB of 1.0 GiB, 120.0 MiB/s, about 4s left`); removed when it ends.
+pub const PROGRESS_ANNOTATION: &str = "avocet.dev/progress";
 
 /// Bounds the slots counted one by one when coalescing (wall-clock rules; intervals are
 /// counted arithmetically): about 270 years of daily slots. Past it the count and the range's
@@ -1137,6 +1140,13 @@ impl Catalog {
         }
         entry.progress = progress;
         status.summary = Some(summary(&progress, None));
+        let line = progress_line(stage, &progress);
+        entry
+            .object
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(PROGRESS_ANNOTATION.to_owned(), line);
         self.index_migration(key);
         Ok(Response::Done)
     }
@@ -1158,6 +1168,9 @@ impl Catalog {
         }
         let entry = self.leased(key, token)?;
         entry.progress = outcome.progress;
+        if let Some(annotations) = entry.object.metadata.annotations.as_mut() {
+            annotations.remove(PROGRESS_ANNOTATION);
+        }
         let status = entry.object.status.get_or_insert_with(Default::default);
         status.volumes = outcome.volumes;
         status.resources = outcome.resources;
@@ -1506,6 +1519,37 @@ impl Stored for avocet_types::ApplicationRegistration {
 
 fn rfc3339(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A progress report for people.
+fn progress_line(stage: MigrationStage, p: &Progress) -> String {
+    let mut line = format!("{}: ", stage.as_str());
+    if p.bytes_total > 0 {
+        line.push_str(&format!("{} of {}", size(p.bytes_done), size(p.bytes_total)));
+    } else {
+        line.push_str(&format!("{} of {} objects", p.objects_done, p.objects_total));
+    }
+    if p.bytes_per_second > 0 {
+        line.push_str(&format!(", {}/s", size(p.bytes_per_second)));
+    }
+    if p.eta_seconds > 0 {
+        line.push_str(&format!(", about {}s left", p.eta_seconds));
+    }
+    line
+}
+
+/// A byte count for people.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut unit = 0;
+    let mut whole = bytes;
+    let mut tenths = 0;
+    while whole >= 1024 && unit < UNITS.len() - 1 {
+        tenths = (whole % 1024) * 10 / 1024;
+        whole /= 1024;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{whole}.{tenths} {}", UNITS[unit]) }
 }
 
 fn suffix(reason: &str) -> String {

@@ -325,6 +325,12 @@ pub struct Progress {
     pub objects_done: u64,
     /// Counts objects to copy.
     pub objects_total: u64,
+    /// Gives the transfer rate so far, in bytes per second (0: not known).
+    #[serde(default)]
+    pub bytes_per_second: u64,
+    /// Gives the expected seconds left of the volume transfer (0: not known or done).
+    #[serde(default)]
+    pub eta_seconds: u64,
 }
 
 /// Holds a Migration and its hand-off state.

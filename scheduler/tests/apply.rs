@@ -337,11 +337,30 @@ fn a_stale_fencing_token_changes_nothing_and_an_expired_lease_requeues() {
         migration: migration.clone(),
         token: new,
         stage: MigrationStage::Volumes,
-        progress: Progress { bytes_done: 10, bytes_total: 100, objects_done: 0, objects_total: 4 },
+        progress: Progress {
+            bytes_done: 10,
+            bytes_total: 100,
+            objects_done: 0,
+            objects_total: 4,
+            bytes_per_second: 2048,
+            eta_seconds: 3,
+        },
         at: start + TimeDelta::seconds(34),
     });
     assert_eq!(report, Response::Done);
     assert_eq!(h.catalog.migration(&migration).unwrap().stage(), MigrationStage::Volumes);
+    let annotation = |h: &Harness| {
+        let entry = h.catalog.migration(&migration).unwrap();
+        entry
+            .object
+            .metadata
+            .annotations
+            .clone()
+            .unwrap_or_default()
+            .get("avocet.dev/progress")
+            .cloned()
+    };
+    assert_eq!(annotation(&h).as_deref(), Some("Volumes: 10 B of 100 B, 2.0 KiB/s, about 3s left"));
     assert_eq!(
         h.complete(
             &migration,
@@ -351,6 +370,7 @@ fn a_stale_fencing_token_changes_nothing_and_an_expired_lease_requeues() {
         ),
         Response::Done
     );
+    assert_eq!(annotation(&h), None, "an ended migration has no progress line");
     let status = h.catalog.schedule(&key("s")).unwrap().object.status.clone().unwrap();
     assert_eq!(status.items[&PolicyType::Interval][0].status, MigrationStatusType::Successful);
     assert!(h.catalog.events().any(|e| e.message

@@ -454,6 +454,8 @@ fn progress(message: Option<avocet_proto::api::Progress>) -> Progress {
         bytes_total: message.bytes_total,
         objects_done: message.objects_done,
         objects_total: message.objects_total,
+        bytes_per_second: message.bytes_per_second,
+        eta_seconds: message.eta_seconds,
     }
 }
 

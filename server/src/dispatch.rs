@@ -224,6 +224,8 @@ fn progress_message(report: StageReport) -> avocet_proto::api::Progress {
         bytes_total: report.bytes.1,
         objects_done: report.objects.0,
         objects_total: report.objects.1,
+        bytes_per_second: report.bytes_per_second,
+        eta_seconds: report.eta_seconds,
     }
 }
 

@@ -34,12 +34,22 @@ struct Scripted {
 impl MigrationExecutor for Scripted {
     async fn execute(&self, job: Job, progress: mpsc::Sender<StageReport>) -> Finished {
         assert_eq!(job.migration.spec.cluster_pair, "remote");
-        let report =
-            StageReport { stage: MigrationStage::Volumes, bytes: (5, 10), objects: (0, 3) };
+        let report = StageReport {
+            stage: MigrationStage::Volumes,
+            bytes: (5, 10),
+            objects: (0, 3),
+            bytes_per_second: 5,
+            eta_seconds: 1,
+        };
         progress.send(report).await.unwrap();
         tokio::time::sleep(self.hold).await;
-        let last =
-            StageReport { stage: MigrationStage::Applications, bytes: (10, 10), objects: (3, 3) };
+        let last = StageReport {
+            stage: MigrationStage::Applications,
+            bytes: (10, 10),
+            objects: (3, 3),
+            bytes_per_second: 5,
+            eta_seconds: 0,
+        };
         progress.send(last).await.unwrap();
         Finished { status: self.result, last: Some(last), ..Finished::default() }
     }

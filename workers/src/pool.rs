@@ -57,6 +57,10 @@ pub struct JobReport {
     pub bytes: (u64, u64),
     /// Objects done and to do (volumes, then resources).
     pub objects: (u64, u64),
+    /// The volume transfer's rate so far, in bytes per second (0: not known).
+    pub bytes_per_second: u64,
+    /// Expected seconds left of the volume transfer (0: not known or done).
+    pub eta_seconds: u64,
 }
 
 /// How a migration ended.
@@ -244,6 +248,7 @@ impl Handler<Start> for Supervisor {
             objects: (0, 0),
             tasks: Vec::new(),
             paths: BTreeMap::new(),
+            volumes_started: None,
         };
         MessageResult(actor.start())
     }
@@ -287,13 +292,28 @@ pub struct MigrationActor {
     objects: (u64, u64),
     tasks: Vec<AbortHandle>,
     paths: BTreeMap<String, String>,
+    volumes_started: Option<avocet_transfer::stopwatch::Stopwatch>,
 }
 
 impl MigrationActor {
     fn report(&self) -> JobReport {
         let (done, total) =
             self.volume_bytes.values().fold((0, 0), |(d, t), (vd, vt)| (d + vd, t + vt));
-        JobReport { stage: self.stage, bytes: (done, total), objects: self.objects }
+        let millis = self
+            .volumes_started
+            .map_or(0, |w| u64::try_from(w.elapsed().as_millis()).unwrap_or(u64::MAX));
+        let bytes_per_second = done.saturating_mul(1000).checked_div(millis).unwrap_or(0);
+        let eta_seconds = match bytes_per_second {
+            0 => 0,
+            rate => total.saturating_sub(done).div_ceil(rate),
+        };
+        JobReport {
+            stage: self.stage,
+            bytes: (done, total),
+            objects: self.objects,
+            bytes_per_second,
+            eta_seconds,
+        }
     }
 
     fn send_report(&self) {
@@ -334,6 +354,7 @@ impl MigrationActor {
             return self.start_applications(ctx);
         }
         self.stage = MigrationStage::Volumes;
+        self.volumes_started = Some(avocet_transfer::stopwatch::Stopwatch::start());
         self.send_report();
         let (source, volumes) = (self.config.source.clone(), self.config.volumes.clone());
         let namespaces = spec.namespaces.clone();

@@ -277,6 +277,7 @@ async fn a_migration_copies_its_volume_and_objects_and_reports_each_stage() {
     assert_eq!(stages.last(), Some(&MigrationStage::Final));
     let last = outcome.last.unwrap();
     assert_eq!(last.bytes, (1_000_000, 1_000_000));
+    assert!(last.bytes_per_second > 0 && last.eta_seconds == 0, "{last:?}");
     assert!(last.objects.0 >= 4 && last.objects.0 == last.objects.1, "{last:?}");
 }
 
