@@ -551,14 +551,14 @@ impl Actor for VolumeActor {
         let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
         ctx.spawn(fut.into_actor(self).map(|result, actor, ctx| {
             let (info, path) = match result.and_then(|r| r) {
-                Ok((bytes_total, path)) => (
+                Ok((bytes_total, path, reason)) => (
                     MigrationVolumeInfo {
                         persistent_volume_claim: actor.volume.claim.clone(),
                         namespace: actor.volume.namespace.clone(),
                         volume: actor.volume.volume.clone(),
                         status: MigrationStatusType::Successful,
                         bytes_total,
-                        reason: String::new(),
+                        reason,
                     },
                     Some(path),
                 ),
@@ -614,13 +614,14 @@ fn dir_size(path: &std::path::Path) -> u64 {
 }
 
 /// Pushes a volume and has the destination restore it, retrying with capped backoff; returns
-/// the bytes of the volume and where the destination holds it.
+/// the bytes of the volume, where the destination holds it, and what the run was (full or
+/// incremental, for status.volumes).
 async fn copy_volume(
     config: Arc<PoolConfig>,
     job: Arc<MigrationJob>,
     volume: Volume,
     progress: Arc<push::Progress>,
-) -> Result<(u64, String), String> {
+) -> Result<(u64, String, String), String> {
     let mode = match job.pair.spec.options.get("mode").map(String::as_str) {
         Some("DisasterRecovery") => Mode::DisasterRecovery,
         _ => Mode::Default,
@@ -637,7 +638,12 @@ async fn copy_volume(
                 .await
                 .map_err(|e| e.to_string())?;
             let path = config.destination.restore(&job, &volume, report.run).await?;
-            Ok::<(u64, String), String>((report.bytes_total, path))
+            let kind = if report.full { "full" } else { "incremental" };
+            let reason = format!(
+                "Migration successful for volume ({kind} run {}: {} files changed, {} bytes sent)",
+                report.run, report.files_changed, report.bytes_uploaded
+            );
+            Ok::<(u64, String, String), String>((report.bytes_total, path, reason))
         }
         .await;
         match result {

@@ -241,6 +241,12 @@ async fn a_migration_copies_its_volume_and_objects_and_reports_each_stage() {
     assert_eq!(outcome.volumes.len(), 1);
     assert_eq!(outcome.volumes[0].status, MigrationStatusType::Successful);
     assert_eq!(outcome.volumes[0].bytes_total, 20 * 50_000);
+    // The first attempt stored run 1 before its restore failed; the retry stores run 2, which
+    // finds nothing changed and sends nothing but its manifest.
+    assert!(
+        outcome.volumes[0].reason.contains("(incremental run 2: 0 files changed"),
+        "{outcome:?}"
+    );
     let diff = std::process::Command::new("diff")
         .arg("-r")
         .arg(world.work.path().join("mysql-data"))
