@@ -501,6 +501,16 @@ impl WorkersApi {
     }
 }
 
+/// `text` escaped for a URL query value (the store URL reader decodes `%XX`).
+fn query_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'&' | b'=' | b'%' | b'?' | b'#' | b' ' => format!("%{b:02X}"),
+            _ => char::from(b).to_string(),
+        })
+        .collect()
+}
+
 /// The store of `pair` from credentials named `clusterPair_<status.remoteStorageId>`, if any.
 fn store_spec(
     catalog: &Catalog,
@@ -517,7 +527,11 @@ fn store_spec(
     let secrets = crate::credentials::open_secrets(master, credential).map_err(Status::internal)?;
     let bucket = credential.bucket_for(id);
     let spec = avocet_transfer::store::StoreSpec {
-        url: format!("s3://{bucket}?endpoint={}&region={}", credential.endpoint, credential.region),
+        url: format!(
+            "s3://{bucket}?endpoint={}&region={}",
+            query_value(&credential.endpoint),
+            query_value(&credential.region)
+        ),
         access_key: secrets.access_key,
         secret_key: secrets.secret_key,
         key_hex: secrets.pair_key,

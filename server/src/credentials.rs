@@ -20,8 +20,8 @@ use tonic::{Request, Response, Status};
 
 use crate::catalog_api::{CatalogApi, rfc3339};
 
-/// The secrets of one credential, as sealed.
-#[derive(Debug, Serialize, Deserialize)]
+/// The secrets of one credential, as sealed (never printed).
+#[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Secrets {
     /// The access key id.
@@ -30,6 +30,12 @@ pub struct Secrets {
     pub secret_key: String,
     /// The pair's data key material (hex of 32 random bytes), from which chunk keys derive.
     pub pair_key: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
 }
 
 /// The label a credential's secrets are sealed under.

@@ -156,6 +156,7 @@ pub async fn check(pair: &ClusterPair) -> Health {
 /// pair names no token.
 pub(crate) async fn destination_channel(
     pair: &ClusterPair,
+    call_timeout: Duration,
 ) -> Result<Option<(Channel, String, tonic::metadata::MetadataValue<tonic::metadata::Ascii>)>, String>
 {
     let options = &pair.spec.options;
@@ -185,7 +186,7 @@ pub(crate) async fn destination_channel(
     let mut endpoint = Endpoint::from_shared(url.clone())
         .map_err(|_| format!("options.ip {ip:?} does not make an address"))?
         .connect_timeout(CHECK_TIMEOUT)
-        .timeout(CHECK_TIMEOUT);
+        .timeout(call_timeout);
     if let Some(pem) = ca {
         let tls = tonic::transport::ClientTlsConfig::new()
             .ca_certificate(tonic::transport::Certificate::from_pem(pem))
@@ -206,7 +207,7 @@ pub(crate) async fn destination_channel(
 /// The destination's Avocet at `options.ip:port` with `options.token`: NotProvided without a
 /// token, Ready when it answers with a leader.
 async fn check_storage(pair: &ClusterPair) -> Result<(ClusterPairStatusType, String), String> {
-    let Some((channel, url, bearer)) = destination_channel(pair).await? else {
+    let Some((channel, url, bearer)) = destination_channel(pair, CHECK_TIMEOUT).await? else {
         return Ok((ClusterPairStatusType::NotProvided, String::new()));
     };
     let mut client =

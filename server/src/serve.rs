@@ -246,11 +246,11 @@ pub async fn serve(
         _ => None,
     };
     let volumes_api = InterceptedService::new(
-        VolumesServer::new(crate::volumes::VolumesApi {
-            url: config.store.clone(),
-            key: config.store_key.as_ref().map(|k| Arc::new(k.0.clone())),
-            root: config.volume_root.clone(),
-        }),
+        VolumesServer::new(crate::volumes::VolumesApi::new(
+            config.store.clone(),
+            config.store_key.as_ref().map(|k| Arc::new(k.0.clone())),
+            config.volume_root.clone(),
+        )),
         bearer_check(&config.admin_token),
     );
     let admin = bearer_check(&config.admin_token);

@@ -29,6 +29,9 @@ use tonic::{Request, Response, Status};
 
 use crate::dispatch::{Finished, Job, MigrationExecutor, StageReport};
 
+/// The longest a destination may take to restore one run (a large first copy takes hours).
+const RESTORE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// The store's folder for a pair.
 fn pair_prefix(pair: &ClusterPair) -> String {
     format!(
@@ -107,8 +110,9 @@ impl Destination for RemoteDestination {
     ) -> Boxed<'a, String> {
         Box::pin(async move {
             let pair = &job.pair;
-            let (channel, url, bearer) =
-                crate::pairs::destination_channel(pair).await?.ok_or_else(|| {
+            let (channel, url, bearer) = crate::pairs::destination_channel(pair, RESTORE_TIMEOUT)
+                .await?
+                .ok_or_else(|| {
                     "the ClusterPair's options name no token for the destination Avocet".to_owned()
                 })?;
             let mut client =
@@ -143,6 +147,22 @@ pub struct VolumesApi {
     pub key: Option<Arc<Vec<u8>>>,
     /// Where volumes are restored, when configured.
     pub root: Option<PathBuf>,
+    /// One lock per target folder: restores of one volume never overlap, even when a caller
+    /// gave up on one and retried.
+    pub locks:
+        Arc<std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl VolumesApi {
+    /// The service, restoring into `root` from `url` with `key`.
+    pub fn new(url: StoreUrl, key: Option<Arc<Vec<u8>>>, root: Option<PathBuf>) -> VolumesApi {
+        VolumesApi { url, key, root, locks: Arc::default() }
+    }
+
+    fn lock_of(&self, target: &std::path::Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(target.to_path_buf()).or_default().clone()
+    }
 }
 
 #[tonic::async_trait]
@@ -175,15 +195,19 @@ impl Volumes for VolumesApi {
         };
         let repo = open_repo(&url, &key, false).await.map_err(Status::failed_precondition)?;
         let target = root.join(&request.volume);
-        let report = avocet_transfer::restore::restore(
-            &repo,
-            &request.volume,
-            Some(request.run),
-            &target,
-            Arc::default(),
-        )
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        // The restore runs to its end even if the caller stops waiting, holding the target's
+        // lock, so a retry waits for it instead of racing it.
+        let lock = self.lock_of(&target);
+        let (volume, run, into) = (request.volume.clone(), request.run, target.clone());
+        let restore = tokio::spawn(async move {
+            let _held = lock.lock().await;
+            avocet_transfer::restore::restore(&repo, &volume, Some(run), &into, Arc::default())
+                .await
+        });
+        let report = restore
+            .await
+            .map_err(|e| Status::internal(format!("the restore stopped: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?;
         tracing::info!(volume = %request.volume, run = request.run, target = %target.display(), "volume restored");
         Ok(Response::new(RestoreVolumeResponse {
             path: target.display().to_string(),

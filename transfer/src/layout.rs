@@ -88,18 +88,17 @@ pub fn run_of(volume: &str, key: &str) -> Option<u64> {
     (name.len() == 10 && name.bytes().all(|b| b.is_ascii_digit())).then(|| name.parse().ok())?
 }
 
-/// Checks a volume name: 1 to 128 letters, digits, `.`, `_` or `-`, not `.` or `..` (it names
-/// store keys and staging folders).
+/// Checks a volume name: 1 to 128 letters, digits, `.`, `_` or `-`, not starting with `.` (it
+/// names store keys and folders, beside which restores keep hidden `.NAME.avocet-*` ones).
 pub fn check_volume_name(volume: &str) -> Result<(), String> {
     let ok = (1..=128).contains(&volume.len())
-        && volume != "."
-        && volume != ".."
+        && !volume.starts_with('.')
         && volume.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "volume {volume:?} is not a valid name: use 1 to 128 letters, digits, '.', '_' or '-'"
+            "volume {volume:?} is not a valid name: use 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
         ))
     }
 }
@@ -120,7 +119,7 @@ mod tests {
     #[test]
     fn volume_names_that_could_escape_are_refused_by_name() {
         assert!(check_volume_name("mysql-data_0.1").is_ok());
-        for bad in ["", ".", "..", "a/b", "a b", &"x".repeat(129)] {
+        for bad in ["", ".", "..", ".x.avocet-previous", "a/b", "a b", &"x".repeat(129)] {
             let err = check_volume_name(bad).expect_err(bad);
             assert!(err.contains("is not a valid name"), "{err}");
         }

@@ -40,6 +40,7 @@ pub type Index = HashMap<ChunkId, Location>;
 pub struct Repository {
     store: Arc<dyn ObjectStore>,
     key: Arc<Key>,
+    id: Arc<str>,
 }
 
 impl Repository {
@@ -50,7 +51,7 @@ impl Repository {
         key: Key,
         create: bool,
     ) -> Result<Repository, TransferError> {
-        let repo = Repository { store, key: Arc::new(key) };
+        let mut repo = Repository { store, key: Arc::new(key), id: Arc::from("") };
         match repo.store.get(layout::CONFIG_KEY).await? {
             Some(bytes) => {
                 let config: StoreConfig = serde_json::from_slice(&bytes).map_err(|e| {
@@ -68,6 +69,7 @@ impl Repository {
                 })?;
                 seal::open_labelled(&repo.key, layout::KEY_CHECK_LABEL, &sealed, 64)
                     .map_err(|_| TransferError::WrongKey(format!("{:?}", repo.store)))?;
+                repo.id = Arc::from(config.key_check.as_str());
             }
             None if create => {
                 let sealed =
@@ -76,6 +78,7 @@ impl Repository {
                     StoreConfig { format: layout::STORE_FORMAT, key_check: hex_encode(&sealed) };
                 let bytes = serde_json::to_vec_pretty(&config).unwrap_or_default();
                 repo.store.put(layout::CONFIG_KEY, bytes).await?;
+                repo.id = Arc::from(config.key_check.as_str());
             }
             None => {
                 return Err(TransferError::Invalid(format!(
@@ -85,6 +88,12 @@ impl Repository {
             }
         }
         Ok(repo)
+    }
+
+    /// What tells this store from any other, even one recreated at the same place: its key
+    /// check (sealed with a random nonce when the store was created).
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The store.

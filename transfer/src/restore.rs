@@ -83,13 +83,15 @@ pub async fn restore(
     let recovered = places.clone();
     blocking(move || recovered.recover()).await?;
     let old = match RestoreState::read(&places) {
-        Some(state) if state.volume == volume => match repo.manifest(volume, state.run).await {
-            Ok(old) => match resolve(repo, &index, &old).await {
-                Ok(old_pieces) => Some((state, old, old_pieces)),
+        Some(state) if state.volume == volume && state.store == repo.id() => {
+            match repo.manifest(volume, state.run).await {
+                Ok(old) => match resolve(repo, &index, &old).await {
+                    Ok(old_pieces) => Some((state, old, old_pieces)),
+                    Err(_) => None,
+                },
                 Err(_) => None,
-            },
-            Err(_) => None,
-        },
+            }
+        }
         _ => None,
     };
 
@@ -166,11 +168,11 @@ async fn materialize(
     let downloads: Vec<(u64, u64)> =
         futures::stream::iter(fetches).buffer_unordered(FETCHES).try_collect().await?;
 
-    let (p, m) = (places.clone(), manifest.clone());
+    let (p, m, store) = (places.clone(), manifest.clone(), repo.id().to_owned());
     let reused = built.reused.clone();
     blocking(move || {
         write::finish(&p, &m, &reused)?;
-        write::switch(&p, &m)
+        write::switch(&p, &m, &store)
     })
     .await?;
     Ok((built, downloads))
@@ -230,11 +232,13 @@ fn check(manifest: &Manifest, pieces: &[Vec<Piece>], index: &Index) -> Result<()
             )));
         }
         if entry.kind == EntryKind::File && entry.hard_link_to.is_none() {
-            let total: u64 = pieces.iter().map(Piece::len).sum();
-            if total != entry.size {
+            let total = pieces.iter().try_fold(0u64, |sum, p| sum.checked_add(p.len()));
+            if total != Some(entry.size) {
                 return Err(TransferError::Corrupt(format!(
-                    "{:?} is {} bytes but its pieces hold {total}",
-                    entry.path, entry.size
+                    "{:?} is {} bytes but its pieces hold {}",
+                    entry.path,
+                    entry.size,
+                    total.map_or_else(|| "more than 2^64".to_owned(), |t| t.to_string())
                 )));
             }
             for piece in pieces {
@@ -272,14 +276,15 @@ async fn fetch_pack(
         let mut end = start + 1;
         while end < chunks.len() {
             let prev = &chunks[end - 1].1;
-            if chunks[end].1.offset > prev.offset + u64::from(prev.len) + GAP_MAX {
+            let reach = prev.offset.saturating_add(u64::from(prev.len)).saturating_add(GAP_MAX);
+            if chunks[end].1.offset > reach {
                 break;
             }
             end += 1;
         }
         let first = chunks[start].1.offset;
         let last = &chunks[end - 1].1;
-        let span = last.offset + u64::from(last.len) - first;
+        let span = last.offset.saturating_add(u64::from(last.len)).saturating_sub(first);
         let bytes = repo.store().get_range(&key, first, span).await?;
         downloaded += span;
         progress.downloaded.fetch_add(span, Ordering::Relaxed);
@@ -288,7 +293,8 @@ async fn fetch_pack(
         blocking(move || {
             for (id, at) in &group {
                 let from = usize::try_from(at.offset - first).unwrap_or(usize::MAX);
-                let sealed = bytes.get(from..from + at.len as usize).ok_or_else(|| {
+                let to = from.saturating_add(at.len as usize);
+                let sealed = bytes.get(from..to).ok_or_else(|| {
                     TransferError::Corrupt(format!("pack {} is shorter than its index", at.pack))
                 })?;
                 let plain = seal::open(repo2.key(), id, sealed, OBJECT_MAX)?;

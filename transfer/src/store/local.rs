@@ -1,7 +1,7 @@
 //! The local-directory store, the embedded default (like Portworx's internal object store): one
 //! file per object under a root directory. A put writes a temporary file and renames it into
-//! place, so a reader sees an object whole or not at all; `flush` syncs the file system, the
-//! barrier a run crosses before it writes a manifest.
+//! place, so a reader sees an object whole or not at all; each object and its name are synced
+//! before the put returns, and `flush` syncs the file system too.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -9,9 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{ObjectStore, StoreError, StoreFuture};
-
-/// Objects at least this large are synced as they are written.
-const SYNC_NOW_BYTES: usize = 1024 * 1024;
 
 /// Marks a temporary file (never a key: keys have no `~`).
 const TEMP_MARK: &str = "~tmp~";
@@ -77,14 +74,16 @@ fn write_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<()> {
     let n = store.inner.counter.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = parent.join(format!("{name}{TEMP_MARK}{}-{n}", std::process::id()));
+    // Every object is on disk before its name is (and its name before `put` returns), so a
+    // crash can never leave an index whose pack, or a manifest whose chunks, were lost; packs
+    // go to disk while the run goes on rather than all at once in the final `flush`.
     let result = std::fs::File::create(&temp)
         .and_then(|mut file| {
             file.write_all(body)?;
-            // A large object (a pack) goes to disk now, while the run goes on, rather than all
-            // at once in the final `flush`.
-            if body.len() >= SYNC_NOW_BYTES { file.sync_data() } else { Ok(()) }
+            file.sync_data()
         })
-        .and_then(|()| std::fs::rename(&temp, path));
+        .and_then(|()| std::fs::rename(&temp, path))
+        .and_then(|()| std::fs::File::open(parent)?.sync_all());
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }

@@ -20,7 +20,7 @@ use crate::manifest::{Entry, EntryKind, Manifest, Meta, Piece};
 use crate::volume::mtime_ns;
 
 /// The state file format.
-const STATE_FORMAT: u32 = 1;
+const STATE_FORMAT: u32 = 2;
 
 /// The target and the paths a restore keeps beside it.
 #[derive(Debug, Clone)]
@@ -84,11 +84,13 @@ fn exists(path: &Path) -> bool {
 pub struct RestoreState {
     /// The state format.
     pub format: u32,
+    /// The store restored from (its id): a run number means nothing in another store.
+    pub store: String,
     /// The volume.
     pub volume: String,
     /// The run restored.
     pub run: u64,
-    /// Each regular file: path → [size, mtime_ns, inode] as written.
+    /// Each regular file: path → (size, mtime_ns, inode) as left by the restore.
     pub files: HashMap<String, (u64, i128, u64)>,
 }
 
@@ -124,9 +126,18 @@ pub fn trusted_files(
             continue;
         }
         let Some(recorded) = state.files.get(&entry.path) else { continue };
+        if (recorded.0, recorded.1) != (entry.size, entry.mtime_ns) {
+            continue;
+        }
         let path = places.target.join(&entry.path);
         let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
-        if meta.is_file() && (meta.size(), mtime_ns(&meta), meta.ino()) == *recorded {
+        // Contents by size, mtime and inode (a write moves mtime); a chmod or chown since, which
+        // leaves mtime alone, by the mode and owner the old run gave it. (Not ctime: linking the
+        // file into a staging tree moves that, and would end reuse after any failed attempt.)
+        let now = (meta.size(), mtime_ns(&meta), meta.ino());
+        let same_meta =
+            (meta.mode() & 0o7777, meta.uid(), meta.gid()) == (entry.mode, entry.uid, entry.gid);
+        if meta.is_file() && now == *recorded && same_meta {
             trusted.insert(
                 entry.path.clone(),
                 Trusted { path, entry: entry.clone(), pieces: pieces.clone() },
@@ -316,8 +327,8 @@ fn set_meta(path: &Path, meta: &Meta, symlink: bool, root_user: bool) -> Result<
 }
 
 /// Swaps the staging tree in for the live target, then removes the old one and records what
-/// was written.
-pub fn switch(places: &Places, manifest: &Manifest) -> Result<(), TransferError> {
+/// was written (from the store `store`).
+pub fn switch(places: &Places, manifest: &Manifest, store: &str) -> Result<(), TransferError> {
     // No record while the switch is under way: a crash here costs reuse next time, never trust.
     match std::fs::remove_file(&places.state) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -339,8 +350,11 @@ pub fn switch(places: &Places, manifest: &Manifest) -> Result<(), TransferError>
         } else {
             std::fs::rename(&places.target, &places.previous)
                 .map_err(|e| TransferError::io("move aside", &places.target, e))?;
-            std::fs::rename(&places.staging, &places.target)
-                .map_err(|e| TransferError::io("move into place", &places.staging, e))?;
+            if let Err(e) = std::fs::rename(&places.staging, &places.target) {
+                // Put the live tree back at once rather than leave the target missing.
+                let _ = std::fs::rename(&places.previous, &places.target);
+                return Err(TransferError::io("move into place", &places.staging, e));
+            }
             std::fs::remove_dir_all(&places.previous)
                 .map_err(|e| TransferError::io("remove the old tree", &places.previous, e))?;
         }
@@ -359,6 +373,7 @@ pub fn switch(places: &Places, manifest: &Manifest) -> Result<(), TransferError>
     }
     let state = RestoreState {
         format: STATE_FORMAT,
+        store: store.to_owned(),
         volume: manifest.volume.clone(),
         run: manifest.run,
         files,
