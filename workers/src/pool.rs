@@ -539,11 +539,16 @@ impl Actor for VolumeActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         let progress = Arc::new(push::Progress::default());
         let (config, job, volume) = (self.config.clone(), self.job.clone(), self.volume.clone());
-        let total = dir_size(&volume.path);
+        // The total is a walk of the volume: it runs on the pool's runtime, never on this
+        // actor's thread, and reads as 0 until it is known.
+        let total = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (sized, path) = (total.clone(), volume.path.clone());
+        config.runtime.spawn_blocking(move || sized.store(dir_size(&path), Ordering::Relaxed));
         let watched = progress.clone();
         let (parent, key) = (self.parent.clone(), volume.store_name());
         ctx.run_interval(Duration::from_millis(500), move |_, _| {
             let done = watched.scanned.load(Ordering::Relaxed);
+            let total = total.load(Ordering::Relaxed);
             parent.do_send(VolumeProgress { key: key.clone(), done: done.min(total), total });
         });
         let handle = config.runtime.clone().spawn(copy_volume(config, job, volume, progress));
