@@ -42,7 +42,8 @@ fn pipeline(c: &mut Criterion) {
         });
         group.bench_function(format!("cut/{name}"), |b| {
             b.iter(|| {
-                fastcdc::v2020::FastCDC::new(&data[..], 12288, 16384, 65536)
+                let sizes = ChunkSizes::default();
+                fastcdc::v2020::FastCDC::new(&data[..], sizes.min, sizes.avg, sizes.max)
                     .map(|c| c.length)
                     .sum::<usize>()
             })

@@ -233,7 +233,7 @@ impl Scanner<'_, '_> {
         if pieces.len() > INLINE_PIECES {
             let list = serde_json::to_vec(&pieces).unwrap_or_default();
             let id = ChunkId::of(&list);
-            self.offer(id.clone(), list)?;
+            self.offer(&id, &list)?;
             entry.piece_list = Some(id);
         } else {
             entry.pieces = pieces;
@@ -246,14 +246,15 @@ impl Scanner<'_, '_> {
     }
 
     /// Sends a chunk unless the store or this run already has it; says whether it was new.
-    fn offer(&mut self, id: ChunkId, data: Vec<u8>) -> Result<bool, TransferError> {
-        if self.input.known.contains(&id) || self.sent.contains(&id) {
+    /// (Only a new chunk is copied out of the read buffer.)
+    fn offer(&mut self, id: &ChunkId, data: &[u8]) -> Result<bool, TransferError> {
+        if self.input.known.contains(id) || self.sent.contains(id) {
             return Ok(false);
         }
         self.sent.insert(id.clone());
         self.out.chunks_new += 1;
         self.out.bytes_new += data.len() as u64;
-        (self.sink)(id, data)?;
+        (self.sink)(id.clone(), data.to_vec())?;
         Ok(true)
     }
 
@@ -276,11 +277,8 @@ impl Scanner<'_, '_> {
                 continue;
             }
             let id = ChunkId::of(data);
-            if self.input.known.contains(&id) || self.sent.contains(&id) {
+            if !self.offer(&id, data)? {
                 self.out.chunks_reused += 1;
-            } else {
-                let owned = data.to_vec();
-                self.offer(id.clone(), owned)?;
             }
             pieces.push(Piece::Data { id, len: u32::try_from(len).unwrap_or(u32::MAX) });
         }
