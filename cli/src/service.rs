@@ -77,6 +77,10 @@ struct SandboxArgs {
     /// Writes a kubeconfig for this server (context `sandbox`) to FILE once it listens.
     #[arg(long, value_name = "FILE")]
     kubeconfig_out: Option<PathBuf>,
+    /// Serves pods/exec (over WebSocket) by running each command as a local process in
+    /// DIR/NAMESPACE/POD, as a stand-in for the pod's container [default: exec refused].
+    #[arg(long, value_name = "DIR")]
+    exec_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -324,8 +328,12 @@ fn sandbox(args: SandboxArgs) -> anyhow::Result<()> {
         anyhow::bail!("--token is empty; give a token or leave the flag out to accept any client");
     }
     runtime()?.block_on(async {
-        let config =
-            avocet_sandbox::SandboxConfig { listen, data_dir: args.data_dir, token: args.token };
+        let config = avocet_sandbox::SandboxConfig {
+            listen,
+            data_dir: args.data_dir,
+            token: args.token,
+            exec_root: args.exec_root,
+        };
         let sandbox = avocet_sandbox::Sandbox::start(config).await?;
         if let Some(path) = &args.kubeconfig_out {
             sandbox.write_kubeconfig(path)?;

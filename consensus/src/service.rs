@@ -208,6 +208,19 @@ pub struct RaftService {
     data_dir: Arc<PathBuf>,
     heard_leader: Arc<tokio::sync::Notify>,
     prepare: Option<crate::types::Prepare>,
+    step_up: Arc<StepUp>,
+}
+
+/// Lets a voter with a longer log take over an election that a candidate with a shorter log
+/// cannot win (see [`RaftService::with_step_up`]).
+#[derive(Debug, Default)]
+struct StepUp {
+    /// Waits this long for any leader's message before campaigning; `None` turns it off.
+    after: Option<std::time::Duration>,
+    /// Counts the append-entries calls this node accepted from a leader.
+    heard: std::sync::atomic::AtomicU64,
+    /// Says a step-up is already waiting.
+    pending: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for RaftService {
@@ -235,7 +248,71 @@ impl RaftService {
             data_dir: Arc::new(data_dir),
             heard_leader: Arc::new(tokio::sync::Notify::new()),
             prepare: None,
+            step_up: Arc::new(StepUp::default()),
         }
+    }
+
+    /// Returns the service that steps up when it refuses a candidate for a shorter log.
+    ///
+    /// openraft 0.9 does not adopt the term of a vote request it refuses, so after a leader's
+    /// loss a survivor missing the last entries campaigns first (its slot is earliest), is
+    /// refused by the survivors that have them, and stays a candidate of that term. The
+    /// survivor with the longer log then campaigns at the same term when its own timer runs
+    /// out, is refused in turn (the candidate voted for itself), and waits a whole election
+    /// timeout more. Instead, a voter that refuses a shorter log waits `after` for any
+    /// leader's message and, hearing none, campaigns at once at a term above the
+    /// candidate's, which the candidate grants.
+    pub fn with_step_up(self, after: std::time::Duration) -> RaftService {
+        let step_up = Arc::new(StepUp { after: Some(after), ..StepUp::default() });
+        RaftService { step_up, ..self }
+    }
+
+    /// Starts a step-up after refusing `request`, when the refusal was for its shorter log.
+    fn maybe_step_up(
+        &self,
+        request: &openraft::raft::VoteRequest<NodeId>,
+        answer: &Result<openraft::raft::VoteResponse<NodeId>, RaftError<NodeId>>,
+    ) {
+        use std::sync::atomic::Ordering;
+        let Some(after) = self.step_up.after else { return };
+        let Ok(response) = answer else { return };
+        if response.vote_granted || response.last_log_id <= request.last_log_id {
+            return;
+        }
+        if self.step_up.pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (raft, step_up) = (self.raft.clone(), Arc::clone(&self.step_up));
+        let candidate_term = request.vote.leader_id().term;
+        let heard = step_up.heard.load(Ordering::Acquire);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            step_up.pending.store(false, Ordering::Release);
+            if step_up.heard.load(Ordering::Acquire) != heard {
+                return;
+            }
+            let (state, term) = {
+                let metrics = raft.metrics();
+                let metrics = metrics.borrow();
+                (metrics.state, metrics.vote.leader_id().term)
+            };
+            if state == ServerState::Leader || state == ServerState::Learner {
+                return;
+            }
+            // Each campaign takes the next term: end above the candidate's.
+            let campaigns = (candidate_term + 1).saturating_sub(term).clamp(1, 3);
+            tracing::info!(
+                candidate_term,
+                term,
+                campaigns,
+                "no leader heard since refusing a candidate with a shorter log; campaigning"
+            );
+            for _ in 0..campaigns {
+                if raft.trigger().elect().await.is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Returns the service with a leader-side rewrite of written batches.
@@ -348,13 +425,17 @@ impl RaftRpc for RaftService {
         if matches!(&answer, Ok(response) if !matches!(response, openraft::raft::AppendEntriesResponse::HigherVote(_)))
         {
             self.heard_leader.notify_one();
+            self.step_up.heard.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         Ok(self.reply(&answer))
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
-        let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
-        Ok(self.reply(&self.raft.vote(rpc).await))
+        let rpc: openraft::raft::VoteRequest<NodeId> =
+            self.admit(request.get_ref(), Admit::AdoptGroup)?;
+        let answer = self.raft.vote(rpc.clone()).await;
+        self.maybe_step_up(&rpc, &answer);
+        Ok(self.reply(&answer))
     }
 
     async fn install_snapshot(

@@ -37,10 +37,12 @@ pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     /// The bearer token clients must present, if any.
     pub(crate) token: Option<String>,
+    /// Where `pods/exec` runs commands as local processes; `None` refuses exec.
+    pub(crate) exec_root: Option<std::path::PathBuf>,
 }
 
 impl Shared {
-    fn store(&self) -> MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         // A handler never panics while holding the lock (clippy forbids unwrap); recover anyway.
         self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -68,7 +70,7 @@ fn error_response(e: &ApiError) -> Response<ResBody> {
 }
 
 /// Percent-decodes a query component (`+` is a space).
-fn decode(s: &str) -> String {
+pub(crate) fn decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -191,6 +193,21 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
     req: Request<Incoming>,
 ) -> Result<Response<ResBody>, Infallible> {
+    if let Some((namespace, pod)) = crate::exec::target(req.uri().path()) {
+        let presented = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        if shared.token.is_some() && presented != shared.token.as_deref() {
+            return Ok(error_response(&ApiError::unauthorized()));
+        }
+        let response = crate::exec::handle(&shared, req, namespace, pod)
+            .unwrap_or_else(|e| error_response(&e));
+        tracing::debug!(status = response.status().as_u16(), "sandbox exec");
+        return Ok(response);
+    }
     let (parts, body) = req.into_parts();
     let header = |name: hyper::header::HeaderName| {
         parts.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()

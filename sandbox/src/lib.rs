@@ -27,6 +27,7 @@
 
 mod clock;
 mod error;
+mod exec;
 mod fields;
 mod http;
 mod kinds;
@@ -68,12 +69,20 @@ pub struct SandboxConfig {
     pub data_dir: Option<PathBuf>,
     /// Bearer token clients must present; `None` accepts any client.
     pub token: Option<String>,
+    /// Runs `pods/exec` commands as local processes in `<exec_root>/<namespace>/<pod>` (the
+    /// sandbox runs no containers); `None` refuses exec.
+    pub exec_root: Option<PathBuf>,
 }
 
 impl SandboxConfig {
-    /// In memory, on a free loopback port, open to any client.
+    /// In memory, on a free loopback port, open to any client, without exec.
     pub fn local() -> Self {
-        Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), data_dir: None, token: None }
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: None,
+            token: None,
+            exec_root: None,
+        }
     }
 }
 
@@ -96,8 +105,11 @@ impl Sandbox {
             .await
             .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
         let addr = listener.local_addr()?;
-        let shared =
-            Arc::new(http::Shared { store: Mutex::new(store), token: config.token.clone() });
+        let shared = Arc::new(http::Shared {
+            store: Mutex::new(store),
+            token: config.token.clone(),
+            exec_root: config.exec_root.clone(),
+        });
         let (stop, stopped) = watch::channel(false);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls.config);
         let task = tokio::spawn(accept_loop(listener, acceptor, shared, stopped));
@@ -199,7 +211,8 @@ async fn accept_loop(
             };
             let service = service_fn(move |req| http::serve(Arc::clone(&shared), req));
             let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
             tokio::pin!(conn);
             tokio::select! {
                 result = conn.as_mut() => {

@@ -563,22 +563,39 @@ impl WorkersService for WorkersApi {
                     &migration.spec.cluster_pair,
                 );
                 let master = self.master.clone();
-                let (cluster_pair_json, store_json) = self
+                let namespace = migration.metadata.namespace.clone().unwrap_or_default();
+                let rule_key =
+                    |name: &str| (!name.is_empty()).then(|| ObjectKey::new(&namespace, name));
+                let (pre_key, post_key) = (
+                    rule_key(&migration.spec.pre_exec_rule),
+                    rule_key(&migration.spec.post_exec_rule),
+                );
+                let (cluster_pair_json, store_json, pre_exec_rule_json, post_exec_rule_json) = self
                     .catalog
                     .read(|catalog| {
+                        let rule_json = |key: &Option<ObjectKey>| match key
+                            .as_ref()
+                            .and_then(|key| catalog.rule(key))
+                        {
+                            Some(rule) => json(rule),
+                            None => Ok(String::new()),
+                        };
+                        let (pre, post) = (rule_json(&pre_key)?, rule_json(&post_key)?);
                         let Some(pair) = catalog.cluster_pair(&pair_key) else {
-                            return Ok((String::new(), String::new()));
+                            return Ok((String::new(), String::new(), pre, post));
                         };
                         let store = match &master {
                             Some(master) => store_spec(catalog, master, pair)?,
                             None => None,
                         };
-                        Ok::<_, Status>((json(pair)?, store.unwrap_or_default()))
+                        Ok::<_, Status>((json(pair)?, store.unwrap_or_default(), pre, post))
                     })
                     .await??;
                 Ok(Response::new(LeaseResponse {
                     cluster_pair_json,
                     store_json,
+                    pre_exec_rule_json,
+                    post_exec_rule_json,
                     leased: true,
                     namespace: migration.metadata.namespace.clone().unwrap_or_default(),
                     name: migration.metadata.name.clone().unwrap_or_default(),

@@ -33,6 +33,10 @@ pub struct Job {
     pub pair: Option<ClusterPair>,
     /// Holds the pair's store from its stored credentials (`None`: the worker's own store).
     pub store: Option<avocet_transfer::store::StoreSpec>,
+    /// Holds the Rule `spec.preExecRule` names (`None`: none named, or not in the catalog).
+    pub pre_exec_rule: Option<avocet_types::rule::Rule>,
+    /// Holds the Rule `spec.postExecRule` names (`None`: none named, or not in the catalog).
+    pub post_exec_rule: Option<avocet_types::rule::Rule>,
     /// Gives the lease's fencing token.
     pub token: u64,
 }
@@ -131,12 +135,16 @@ pub async fn run_once<E: MigrationExecutor>(
     })?;
     let pair = optional_json(&lease.cluster_pair_json, "ClusterPair")?;
     let store = optional_json(&lease.store_json, "store")?;
+    let pre_exec_rule = optional_json(&lease.pre_exec_rule_json, "preExecRule")?;
+    let post_exec_rule = optional_json(&lease.post_exec_rule_json, "postExecRule")?;
     let job = Job {
         namespace: lease.namespace.clone(),
         name: lease.name.clone(),
         migration,
         pair,
         store,
+        pre_exec_rule,
+        post_exec_rule,
         token: lease.token,
     };
     let (progress, mut reports) = mpsc::channel(16);

@@ -106,6 +106,19 @@ impl LeaderLoop {
                 match self.node.write_batch(commands).await {
                     Ok(responses) => {
                         let committed = self.clock.now();
+                        if let Some(earliest) = slots.iter().flatten().min() {
+                            let ms = |delta: TimeDelta| {
+                                delta.num_microseconds().unwrap_or(i64::MAX) as f64
+                                    / 1e3
+                                    / self.scale.max(1e-9)
+                            };
+                            tracing::debug!(
+                                commands = slots.len(),
+                                planned_after_ms = ms(now - *earliest),
+                                committed_after_ms = ms(committed - now),
+                                "due commands committed"
+                            );
+                        }
                         for (response, slot) in responses.iter().zip(slots) {
                             self.record(response, slot, committed);
                         }
@@ -124,9 +137,20 @@ impl LeaderLoop {
             let wait = self.node.read_local(|s| next_wake(&s.0, now, TimeDelta::hours(1)));
             let real = wait.to_std().unwrap_or_default().div_f64(self.scale.max(1e-9));
             let real = real.clamp(Duration::from_millis(1), IDLE_TICK);
+            let target = now + wait;
+            tracing::trace!(
+                wait_us = wait.num_microseconds(),
+                sleep_us = real.as_micros(),
+                "sleeping"
+            );
             tokio::select! {
-                () = tokio::time::sleep(real) => {}
-                () = self.wake.notified() => {}
+                () = tokio::time::sleep(real) => {
+                    let late = self.clock.now() - target;
+                    tracing::trace!(late_us = late.num_microseconds(), "woke by timer");
+                }
+                () = self.wake.notified() => {
+                    tracing::trace!(early_us = (target - self.clock.now()).num_microseconds(), "woke by commit");
+                }
             }
         }
     }

@@ -297,7 +297,8 @@ pub async fn serve(
             .add_service(volumes_api)
             .add_service(credentials_api)
             .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(api_listener),
+                // TCP_NODELAY, as on the peer service (see `avocet_consensus::RaftNode::start`).
+                tonic::transport::server::TcpIncoming::from(api_listener).with_nodelay(Some(true)),
                 async {
                     let _ = api_stopped.await;
                 },

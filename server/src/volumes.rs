@@ -242,6 +242,8 @@ impl MigrationExecutor for PoolExecutor {
             migration: job.migration,
             pair,
             store: job.store,
+            pre_exec_rule: job.pre_exec_rule,
+            post_exec_rule: job.post_exec_rule,
             token: job.token,
         };
         let outcome = self.pool.run(job, progress).await;
@@ -297,6 +299,7 @@ pub async fn start_workers(
         volumes_at_once: 2,
         report_every: std::time::Duration::from_secs(2),
         volume_attempts: 3,
+        rules: avocet_workers::rules::RuleSettings::default(),
         runtime: tokio::runtime::Handle::current(),
     })
     .map_err(|e| format!("the worker actors did not start: {e}"))?;

@@ -14,4 +14,5 @@
 pub mod pairing;
 pub mod pool;
 pub mod resources;
+pub mod rules;
 pub mod volumes;

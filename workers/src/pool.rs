@@ -44,6 +44,10 @@ pub struct MigrationJob {
     pub pair: ClusterPair,
     /// The pair's store from its stored credentials (`None`: the pool's own store).
     pub store: Option<avocet_transfer::store::StoreSpec>,
+    /// The Rule `spec.preExecRule` names, as the catalog holds it (`None`: none, or missing).
+    pub pre_exec_rule: Option<avocet_types::rule::Rule>,
+    /// The Rule `spec.postExecRule` names, as the catalog holds it (`None`: none, or missing).
+    pub post_exec_rule: Option<avocet_types::rule::Rule>,
     /// The lease's fencing token.
     pub token: u64,
 }
@@ -130,6 +134,8 @@ pub struct PoolConfig {
     pub report_every: Duration,
     /// Attempts per volume, the first included.
     pub volume_attempts: u32,
+    /// How pre- and post-exec rules run.
+    pub rules: crate::rules::RuleSettings,
     /// The runtime the IO runs on.
     pub runtime: tokio::runtime::Handle,
 }
@@ -249,6 +255,7 @@ impl Handler<Start> for Supervisor {
             tasks: Vec::new(),
             paths: BTreeMap::new(),
             volumes_started: None,
+            held: crate::rules::Holding::default(),
         };
         MessageResult(actor.start())
     }
@@ -293,6 +300,8 @@ pub struct MigrationActor {
     tasks: Vec<AbortHandle>,
     paths: BTreeMap<String, String>,
     volumes_started: Option<avocet_transfer::stopwatch::Stopwatch>,
+    /// The pre-exec rule's background commands, holding until the volumes are copied.
+    held: crate::rules::Holding,
 }
 
 impl MigrationActor {
@@ -321,6 +330,7 @@ impl MigrationActor {
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>, status: MigrationStatusType, reason: String) {
+        self.let_go();
         self.stage = MigrationStage::Final;
         self.send_report();
         if let Some(done) = self.done.take() {
@@ -333,6 +343,98 @@ impl MigrationActor {
             });
         }
         ctx.stop();
+    }
+
+    /// Releases what the pre-exec rule holds, in the background (failure paths and cancels).
+    fn let_go(&mut self) {
+        let held = crate::rules::take(&self.held);
+        if !held.is_empty() {
+            self.config.runtime.spawn(async move {
+                if let Err(reason) = held.release().await {
+                    tracing::warn!(%reason, "releasing a pre-exec rule's background commands");
+                }
+            });
+        }
+    }
+
+    /// Runs the pre-exec rule, then the volumes; a named rule that does not exist fails the
+    /// migration before anything runs.
+    fn start_pre_rule(&mut self, ctx: &mut Context<Self>) {
+        let (job, spec) = (&self.job, &self.job.migration.spec);
+        let missing = [
+            ("spec.preExecRule", &spec.pre_exec_rule, &job.pre_exec_rule),
+            ("spec.postExecRule", &spec.post_exec_rule, &job.post_exec_rule),
+        ]
+        .into_iter()
+        .find(|(_, name, rule)| !name.is_empty() && rule.is_none())
+        .map(|(field, name, _)| {
+            format!("{field} {name:?}: there is no Rule {name} in namespace {}", job.namespace)
+        });
+        if let Some(reason) = missing {
+            return self.finish(ctx, MigrationStatusType::Failed, reason);
+        }
+        let Some(rule) = self.job.pre_exec_rule.clone() else {
+            return self.start_volumes(ctx);
+        };
+        self.stage = MigrationStage::PreExecRule;
+        self.send_report();
+        let (source, job, settings) =
+            (self.config.source.clone(), self.job.clone(), self.config.rules);
+        let holding = self.held.clone();
+        self.run_on_runtime(
+            ctx,
+            async move {
+                let context = crate::rules::RuleContext {
+                    field: "spec.preExecRule",
+                    token: job.token,
+                    background_allowed: true,
+                };
+                let namespaces = &job.migration.spec.namespaces;
+                crate::rules::run_rule(&source, &rule, namespaces, context, &settings, &holding)
+                    .await
+            },
+            |actor, ctx, ran| match ran.and_then(|r| r) {
+                Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
+                Ok(()) => actor.start_volumes(ctx),
+            },
+        );
+    }
+
+    /// After the volumes: releases the pre-exec rule's background commands, runs the
+    /// post-exec rule, then the applications.
+    fn after_volumes(&mut self, ctx: &mut Context<Self>) {
+        let held = crate::rules::take(&self.held);
+        if held.is_empty() && self.job.post_exec_rule.is_none() {
+            return self.start_applications(ctx);
+        }
+        if self.job.post_exec_rule.is_some() {
+            self.stage = MigrationStage::PostExecRule;
+            self.send_report();
+        }
+        let (source, job, settings) =
+            (self.config.source.clone(), self.job.clone(), self.config.rules);
+        self.run_on_runtime(
+            ctx,
+            async move {
+                held.release().await.map_err(|reason| format!("spec.preExecRule: {reason}"))?;
+                if let Some(rule) = &job.post_exec_rule {
+                    let context = crate::rules::RuleContext {
+                        field: "spec.postExecRule",
+                        token: job.token,
+                        background_allowed: false,
+                    };
+                    let namespaces = &job.migration.spec.namespaces;
+                    let none = crate::rules::Holding::default();
+                    crate::rules::run_rule(&source, rule, namespaces, context, &settings, &none)
+                        .await?;
+                }
+                Ok::<(), String>(())
+            },
+            |actor, ctx, ran| match ran.and_then(|r| r) {
+                Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
+                Ok(()) => actor.start_applications(ctx),
+            },
+        );
     }
 
     /// Runs `work` on the pool's runtime and hands its result to `then` on this actor.
@@ -351,7 +453,7 @@ impl MigrationActor {
     fn start_volumes(&mut self, ctx: &mut Context<Self>) {
         let spec = &self.job.migration.spec;
         if spec.include_volumes == Some(false) {
-            return self.start_applications(ctx);
+            return self.after_volumes(ctx);
         }
         self.stage = MigrationStage::Volumes;
         self.volumes_started = Some(avocet_transfer::stopwatch::Stopwatch::start());
@@ -407,7 +509,7 @@ impl MigrationActor {
                 let reason = format!("volumes failed: {}", failed.join("; "));
                 return self.finish(ctx, MigrationStatusType::Failed, reason);
             }
-            self.start_applications(ctx);
+            self.after_volumes(ctx);
         }
     }
 
@@ -469,20 +571,14 @@ impl Actor for MigrationActor {
         ctx.run_interval(self.config.report_every.min(Duration::from_secs(5)), |actor, _| {
             actor.send_report();
         });
-        let rule = &self.job.migration.spec.pre_exec_rule;
-        if !rule.is_empty() {
-            self.stage = MigrationStage::PreExecRule;
-            let reason =
-                format!("spec.preExecRule {rule:?}: running rules in pods is not supported yet");
-            return self.finish(ctx, MigrationStatusType::Failed, reason);
-        }
-        self.start_volumes(ctx);
+        self.start_pre_rule(ctx);
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         for task in &self.tasks {
             task.abort();
         }
+        self.let_go();
         for volume in self.running.values() {
             volume.do_send(Cancel);
         }

@@ -2,7 +2,9 @@
 //! directory) go through the transfer crate into a local store and are restored for the
 //! destination, its objects are copied, progress is reported stage by stage; a refused claim
 //! fails the migration by name; a destination that fails once is retried; dropping the run
-//! (a lost lease) aborts what was running.
+//! (a lost lease) aborts what was running. Pre- and post-exec rules run in the source's pods
+//! (exec runs local processes in the sandbox): a background command holds across the volume
+//! copy; a failing or missing rule fails the migration by name.
 
 // Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
 #![allow(clippy::unwrap_used)]
@@ -11,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use avocet_sandbox::Sandbox;
+use avocet_sandbox::{Sandbox, SandboxConfig};
 use avocet_transfer::repo::Repository;
 use avocet_transfer::restore;
 use avocet_transfer::seal::Key;
@@ -22,10 +24,13 @@ use avocet_workers::pairing;
 use avocet_workers::pool::{
     Boxed, Destination, JobReport, MigrationJob, PoolConfig, Stores, WorkerPool,
 };
+use avocet_workers::rules::RuleSettings;
 use avocet_workers::volumes::{DirectoryVolumes, Volume};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod,
+};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -114,9 +119,12 @@ where
 }
 
 async fn world(pv_source: serde_json::Value) -> World {
-    let source = Sandbox::start_local().await.unwrap();
-    let destination = Sandbox::start_local().await.unwrap();
     let work = tempfile::tempdir().unwrap();
+    // Exec in the source's pods runs as local processes in work/pods/NAMESPACE/POD.
+    let config =
+        SandboxConfig { exec_root: Some(work.path().join("pods")), ..SandboxConfig::local() };
+    let source = Sandbox::start(config).await.unwrap();
+    let destination = Sandbox::start_local().await.unwrap();
     let data = work.path().join("mysql-data");
     std::fs::create_dir_all(data.join("db")).unwrap();
     for i in 0..20u32 {
@@ -195,6 +203,11 @@ fn pool(world: &World, destination: Arc<Restorer>) -> WorkerPool {
         volumes_at_once: 2,
         report_every: Duration::from_millis(200),
         volume_attempts: 3,
+        rules: RuleSettings {
+            attempts: 2,
+            retry_after: Duration::from_millis(20),
+            ..RuleSettings::default()
+        },
         runtime: tokio::runtime::Handle::current(),
     })
     .unwrap()
@@ -224,6 +237,8 @@ fn job(world: &World) -> MigrationJob {
         migration: migration(),
         pair: world.pair.clone(),
         store: None,
+        pre_exec_rule: None,
+        post_exec_rule: None,
         token: 7,
     }
 }
@@ -331,4 +346,122 @@ async fn dropping_a_run_aborts_its_volume_copy() {
     .await;
     assert!(aborted.is_ok(), "the hanging restore was dropped");
     while rx.try_recv().is_ok() {}
+}
+
+/// Creates a Running pod `mysql-0` (label app=mysql) in the source's namespace mysql.
+async fn running_pod(world: &World) {
+    let client = world.source.client().await.unwrap();
+    create::<Pod>(
+        &client,
+        Some("mysql"),
+        json!({
+            "metadata": {"name": "mysql-0", "namespace": "mysql", "labels": {"app": "mysql"}},
+            "spec": {"containers": [{"name": "mysql", "image": "mysql:8"}]}
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client, "mysql");
+    let status = json!({"status": {"phase": "Running"}});
+    pods.patch_status("mysql-0", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+}
+
+fn rule(name: &str, actions: serde_json::Value) -> avocet_types::rule::Rule {
+    serde_json::from_value(json!({
+        "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "Rule",
+        "metadata": {"name": name, "namespace": "mysql"},
+        "rules": [{"podSelector": {"app": "mysql"}, "actions": actions}]
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_exec_background_command_holds_across_the_volume_copy_and_the_post_rule_runs_after() {
+    let world = world(json!({"hostPath": "DATA"})).await;
+    running_pod(&world).await;
+    std::fs::create_dir(world.work.path().join("destination")).unwrap();
+    let data = world.work.path().join("mysql-data");
+    let lock = data.join("lock.txt");
+    let mut job = job(&world);
+    job.migration.spec.pre_exec_rule = "freeze".to_owned();
+    job.migration.spec.post_exec_rule = "thaw".to_owned();
+    // Held: written before ${WAIT_CMD}; released: after it, so only the source has it.
+    job.pre_exec_rule = Some(rule(
+        "freeze",
+        json!([{
+            "type": "command", "background": true,
+            "value": format!("echo held > {0}; ${{WAIT_CMD}}; echo released >> {0}", lock.display())
+        }]),
+    ));
+    job.post_exec_rule = Some(rule(
+        "thaw",
+        json!([{
+            "type": "command", "value": "cat /dev/null > post-ran.txt"
+        }]),
+    ));
+    let pool = pool(&world, restorer(&world, 0, false));
+    let (tx, mut rx) = mpsc::channel(256);
+    let outcome = pool.run(job, tx).await;
+    assert_eq!(outcome.status, MigrationStatusType::Successful, "{outcome:?}");
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "held\nreleased\n");
+    let copied = world.work.path().join("destination/mysql.data/lock.txt");
+    assert_eq!(
+        std::fs::read_to_string(copied).unwrap(),
+        "held\n",
+        "the volume was copied while the background command held"
+    );
+    assert!(world.work.path().join("pods/mysql/mysql-0/post-ran.txt").exists());
+    let mut stages = Vec::new();
+    while let Ok(report) = rx.try_recv() {
+        if stages.last() != Some(&report.stage) {
+            stages.push(report.stage);
+        }
+    }
+    let order = [
+        MigrationStage::PreExecRule,
+        MigrationStage::Volumes,
+        MigrationStage::PostExecRule,
+        MigrationStage::Applications,
+        MigrationStage::Final,
+    ];
+    let seen: Vec<_> = stages.iter().filter(|s| order.contains(s)).copied().collect();
+    assert_eq!(seen, order, "{stages:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_or_missing_rule_fails_the_migration_by_name_before_any_volume_moves() {
+    let world = world(json!({"hostPath": "DATA"})).await;
+    running_pod(&world).await;
+    let destination = restorer(&world, 0, false);
+    let pool = pool(&world, destination.clone());
+    let mut failing = job(&world);
+    failing.migration.spec.pre_exec_rule = "freeze".to_owned();
+    failing.pre_exec_rule =
+        Some(rule("freeze", json!([{"type": "command", "value": "echo no lock >&2; exit 3"}])));
+    let (tx, _rx) = mpsc::channel(256);
+    let outcome = pool.run(failing, tx).await;
+    assert_eq!(outcome.status, MigrationStatusType::Failed);
+    for part in [
+        "spec.preExecRule \"freeze\"",
+        "mysql/mysql-0",
+        "exit status 3",
+        "no lock",
+        "after 2 attempts",
+    ] {
+        assert!(outcome.reason.contains(part), "{part:?} in {:?}", outcome.reason);
+    }
+    assert_eq!(destination.calls.load(Ordering::SeqCst), 0, "no volume moved");
+
+    let mut missing = job(&world);
+    missing.migration.spec.post_exec_rule = "thaw".to_owned();
+    let (tx, _rx) = mpsc::channel(256);
+    let outcome = pool.run(missing, tx).await;
+    assert_eq!(outcome.status, MigrationStatusType::Failed);
+    assert!(
+        outcome
+            .reason
+            .contains("spec.postExecRule \"thaw\": there is no Rule thaw in namespace mysql"),
+        "{}",
+        outcome.reason
+    );
+    assert_eq!(destination.calls.load(Ordering::SeqCst), 0, "no volume moved");
 }

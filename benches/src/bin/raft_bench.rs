@@ -2,12 +2,12 @@
 //! latency on 1- and 3-node loopback groups, without batching (one writer, one command per
 //! request), with pipelining (64 concurrent writers, whose entries share appends and fsyncs),
 //! and with client batching (64 commands per request, committed as one entry); then leader
-//! failover time (SIGKILL of the leader's process → the next write committed) over 20 kills.
+//! failover time (SIGKILL of the leader's process → the next write committed) over 20 kills (`--kills N` for more).
 //!
 //! Last, fire lag: 1,000 one-minute interval schedules on three processes, due slot → fire
 //! committed, p50/p90/p99 from the leader's metrics.
 //!
-//! Run: `cargo run --release -p avocet-benches --bin raft_bench [-- --quick] [--only writes|failover|firelag]`.
+//! Run: `cargo run --release -p avocet-benches --bin raft_bench [-- --quick] [--only writes|failover|firelag] [--kills N]`.
 
 // A bench reads the clock to measure; setup failures are bugs in the bench itself.
 #![allow(
@@ -438,7 +438,7 @@ async fn failover(kills: usize) {
         millis(percentile(&elections, 99))
     );
     println!(
-        "Leader failover (3 processes, default timing: 50 ms heartbeat, 200-400 ms election; SIGKILL of the leader -> next committed write), {} kills: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        "Leader failover (3 processes, default timing: 50 ms heartbeat, 200-400 ms election cut in slots by node id; SIGKILL of the leader -> next committed write), {} kills: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
         gaps.len(),
         millis(percentile(&gaps, 50)),
         millis(percentile(&gaps, 99)),
@@ -461,7 +461,12 @@ fn main() {
             throughput(quick).await;
         }
         if only.as_deref().is_none_or(|only| only == "failover") {
-            failover(if quick { 5 } else { 20 }).await;
+            let kills = args
+                .iter()
+                .position(|arg| arg == "--kills")
+                .and_then(|i| args.get(i + 1))
+                .map(|n| n.parse().expect("--kills takes a count"));
+            failover(kills.unwrap_or(if quick { 5 } else { 20 })).await;
         }
         if only.as_deref().is_none_or(|only| only == "firelag") {
             fire_lag(if quick { 100 } else { 1000 }, if quick { 1 } else { 2 }).await;
