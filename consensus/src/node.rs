@@ -56,7 +56,7 @@ pub struct Timing {
 }
 
 /// Says how many election slots [`Timing::election_slot`] cuts the election range into.
-pub const ELECTION_SLOTS: u64 = 5;
+pub const ELECTION_SLOTS: u32 = 5;
 
 impl Timing {
     /// Returns this node's own election timeout range: slot `id mod 5` of the group's range.
@@ -73,11 +73,12 @@ impl Timing {
     /// leader's loss also comes after every survivor's lease has run out, so it can win at once.
     /// A range too narrow to cut (under 2 ms a slot) is used whole.
     pub fn election_slot(&self, id: NodeId) -> (Duration, Duration) {
-        let width = (self.election_max.saturating_sub(self.election_min)) / ELECTION_SLOTS as u32;
+        let width = self.election_max.saturating_sub(self.election_min) / ELECTION_SLOTS;
         if width < Duration::from_millis(2) {
             return (self.election_min, self.election_max);
         }
-        let start = self.election_min + width * (id % ELECTION_SLOTS) as u32;
+        let slot = u32::try_from(id % u64::from(ELECTION_SLOTS)).unwrap_or(0);
+        let start = self.election_min + width * slot;
         (start, start + width / 2)
     }
 }

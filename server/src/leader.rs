@@ -137,20 +137,20 @@ impl LeaderLoop {
             let wait = self.node.read_local(|s| next_wake(&s.0, now, TimeDelta::hours(1)));
             let real = wait.to_std().unwrap_or_default().div_f64(self.scale.max(1e-9));
             let real = real.clamp(Duration::from_millis(1), IDLE_TICK);
+            // Trace: how the loop sleeps and wakes (a fire planned late shows up here).
             let target = now + wait;
             tracing::trace!(
                 wait_us = wait.num_microseconds(),
                 sleep_us = real.as_micros(),
                 "sleeping"
             );
-            tokio::select! {
-                () = tokio::time::sleep(real) => {
-                    let late = self.clock.now() - target;
-                    tracing::trace!(late_us = late.num_microseconds(), "woke by timer");
-                }
-                () = self.wake.notified() => {
-                    tracing::trace!(early_us = (target - self.clock.now()).num_microseconds(), "woke by commit");
-                }
+            let woke = tokio::select! {
+                () = tokio::time::sleep(real) => "timer",
+                () = self.wake.notified() => "commit",
+            };
+            if tracing::enabled!(tracing::Level::TRACE) {
+                let late = self.clock.now() - target;
+                tracing::trace!(woke, late_us = late.num_microseconds(), "woke");
             }
         }
     }

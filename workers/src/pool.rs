@@ -2,10 +2,12 @@
 //! handle (the rest of the system never sees an actix type).
 //!
 //! A [`MigrationActor`] runs one leased migration through Stork's stages (PreExecRule →
-//! Volumes → Applications → Final). In Volumes it starts one [`VolumeActor`] per PVC, a
-//! bounded number at a time; each pushes its directory through `avocet-transfer` into the
-//! pair's store and has the destination restore it, retrying with capped backoff. In
-//! Applications the resource copy runs. Actors coordinate; the IO runs on the tokio runtime
+//! Volumes → PostExecRule → Applications → Final). The pre-exec rule runs first (see
+//! [`crate::rules`]); in Volumes it starts one [`VolumeActor`] per PVC, a bounded number at a
+//! time; each pushes its directory through `avocet-transfer` into the pair's store, then has
+//! the destination restore that run, each step retried with capped backoff. Once every volume
+//! is pushed, the pre-exec rule's background commands are released and the post-exec rule
+//! runs, beside any restores still going. In Applications the resource copy runs. Actors coordinate; the IO runs on the tokio runtime
 //! the pool was given, so an actor's thread never blocks. Progress (bytes and objects done and
 //! to do) goes out at least every `report_every`. Dropping the future of [`WorkerPool::run`]
 //! (a lost lease) cancels the migration: every task it started is aborted.
@@ -256,6 +258,8 @@ impl Handler<Start> for Supervisor {
             paths: BTreeMap::new(),
             volumes_started: None,
             held: crate::rules::Holding::default(),
+            pushed: std::collections::BTreeSet::new(),
+            after: AfterPushes::Waiting,
         };
         MessageResult(actor.start())
     }
@@ -273,6 +277,13 @@ struct VolumeProgress {
     key: String,
     done: u64,
     total: u64,
+}
+
+/// A volume's push is done: the source has been read.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct VolumePushed {
+    key: String,
 }
 
 /// A volume's end.
@@ -300,8 +311,23 @@ pub struct MigrationActor {
     tasks: Vec<AbortHandle>,
     paths: BTreeMap<String, String>,
     volumes_started: Option<avocet_transfer::stopwatch::Stopwatch>,
-    /// The pre-exec rule's background commands, holding until the volumes are copied.
+    /// The pre-exec rule's background commands, holding until every volume is pushed.
     held: crate::rules::Holding,
+    /// The volumes pushed so far (by store name).
+    pushed: std::collections::BTreeSet<String>,
+    /// Where releasing the hold and the post-exec rule stand.
+    after: AfterPushes,
+}
+
+/// Where the work after the pushes stands (see [`MigrationActor::after_pushes`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterPushes {
+    /// Some volume is not pushed yet.
+    Waiting,
+    /// Releasing the hold and running the post-exec rule.
+    Running,
+    /// Done: the applications may start once the restores are.
+    Done,
 }
 
 impl MigrationActor {
@@ -400,17 +426,21 @@ impl MigrationActor {
         );
     }
 
-    /// After the volumes: releases the pre-exec rule's background commands, runs the
-    /// post-exec rule, then the applications.
-    fn after_volumes(&mut self, ctx: &mut Context<Self>) {
+    /// Once every volume is pushed (the source has been read; restores may still run):
+    /// releases the pre-exec rule's background commands and runs the post-exec rule, as Stork
+    /// does once its snapshots are taken. Not when a volume failed: the failure releases.
+    fn after_pushes(&mut self, ctx: &mut Context<Self>) {
+        let all_pushed = self.running.keys().all(|key| self.pushed.contains(key));
+        let failed = self.volumes.iter().any(|v| v.status == MigrationStatusType::Failed);
+        if self.after != AfterPushes::Waiting || !self.pending.is_empty() || !all_pushed || failed {
+            return;
+        }
         let held = crate::rules::take(&self.held);
         if held.is_empty() && self.job.post_exec_rule.is_none() {
-            return self.start_applications(ctx);
+            self.after = AfterPushes::Done;
+            return self.maybe_applications(ctx);
         }
-        if self.job.post_exec_rule.is_some() {
-            self.stage = MigrationStage::PostExecRule;
-            self.send_report();
-        }
+        self.after = AfterPushes::Running;
         let (source, job, settings) =
             (self.config.source.clone(), self.job.clone(), self.config.rules);
         self.run_on_runtime(
@@ -432,9 +462,28 @@ impl MigrationActor {
             },
             |actor, ctx, ran| match ran.and_then(|r| r) {
                 Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
-                Ok(()) => actor.start_applications(ctx),
+                Ok(()) => {
+                    actor.after = AfterPushes::Done;
+                    actor.maybe_applications(ctx);
+                }
             },
         );
+    }
+
+    /// Starts the applications once the volumes are all done and so is [`Self::after_pushes`].
+    fn maybe_applications(&mut self, ctx: &mut Context<Self>) {
+        let volumes_done = self.running.is_empty() && self.pending.is_empty();
+        let started = matches!(self.stage, MigrationStage::Applications | MigrationStage::Final);
+        if volumes_done && !started {
+            match self.after {
+                AfterPushes::Done => self.start_applications(ctx),
+                AfterPushes::Running if self.job.post_exec_rule.is_some() => {
+                    self.stage = MigrationStage::PostExecRule;
+                    self.send_report();
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Runs `work` on the pool's runtime and hands its result to `then` on this actor.
@@ -453,7 +502,7 @@ impl MigrationActor {
     fn start_volumes(&mut self, ctx: &mut Context<Self>) {
         let spec = &self.job.migration.spec;
         if spec.include_volumes == Some(false) {
-            return self.after_volumes(ctx);
+            return self.after_pushes(ctx);
         }
         self.stage = MigrationStage::Volumes;
         self.volumes_started = Some(avocet_transfer::stopwatch::Stopwatch::start());
@@ -509,7 +558,8 @@ impl MigrationActor {
                 let reason = format!("volumes failed: {}", failed.join("; "));
                 return self.finish(ctx, MigrationStatusType::Failed, reason);
             }
-            self.after_volumes(ctx);
+            self.after_pushes(ctx);
+            self.maybe_applications(ctx);
         }
     }
 
@@ -603,6 +653,15 @@ impl Handler<VolumeProgress> for MigrationActor {
     }
 }
 
+impl Handler<VolumePushed> for MigrationActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: VolumePushed, ctx: &mut Self::Context) {
+        self.pushed.insert(msg.key);
+        self.after_pushes(ctx);
+    }
+}
+
 impl Handler<VolumeDone> for MigrationActor {
     type Result = ();
 
@@ -647,7 +706,9 @@ impl Actor for VolumeActor {
             let total = total.load(Ordering::Relaxed);
             parent.do_send(VolumeProgress { key: key.clone(), done: done.min(total), total });
         });
-        let handle = config.runtime.clone().spawn(copy_volume(config, job, volume, progress));
+        let pushed = self.parent.clone().recipient();
+        let handle =
+            config.runtime.clone().spawn(copy_volume(config, job, volume, progress, pushed));
         self.task = Some(handle.abort_handle());
         let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
         ctx.spawn(fut.into_actor(self).map(|result, actor, ctx| {
@@ -714,46 +775,65 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// Pushes a volume and has the destination restore it, retrying with capped backoff; returns
-/// the bytes of the volume, where the destination holds it, and what the run was (full or
-/// incremental, for status.volumes).
+/// Pushes a volume, says so to `pushed`, then has the destination restore that run; each step
+/// is retried with capped backoff, and a failed restore is retried on the same run, so the
+/// source is read once (while any pre-exec hold is in place). Returns the bytes of the volume,
+/// where the destination holds it, and what the run was (full or incremental, for
+/// status.volumes).
 async fn copy_volume(
     config: Arc<PoolConfig>,
     job: Arc<MigrationJob>,
     volume: Volume,
     progress: Arc<push::Progress>,
+    pushed: Recipient<VolumePushed>,
 ) -> Result<(u64, String, String), String> {
     let mode = match job.pair.spec.options.get("mode").map(String::as_str) {
         Some("DisasterRecovery") => Mode::DisasterRecovery,
         _ => Mode::Default,
     };
+    let name = volume.store_name();
     let attempts = config.volume_attempts.max(1);
+    let report = with_retries(attempts, &name, "push", || async {
+        let repo = config.stores.open(&job).await?;
+        let mut options = PushOptions::new(&name);
+        options.mode = mode;
+        push::push(&repo, &volume.path, &options, progress.clone()).await.map_err(|e| e.to_string())
+    })
+    .await?;
+    pushed.do_send(VolumePushed { key: name.clone() });
+    let path = with_retries(attempts, &name, "restore", || {
+        config.destination.restore(&job, &volume, report.run)
+    })
+    .await?;
+    let kind = if report.full { "full" } else { "incremental" };
+    let reason = format!(
+        "Migration successful for volume ({kind} run {}: {} files changed, {} bytes sent)",
+        report.run, report.files_changed, report.bytes_uploaded
+    );
+    Ok((report.bytes_total, path, reason))
+}
+
+/// Runs `step` up to `attempts` times, backing off from 1 s, doubling, to at most 30 s.
+async fn with_retries<T, F, Fut>(
+    attempts: u32,
+    volume: &str,
+    what: &str,
+    mut step: F,
+) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
     let mut backoff = Duration::from_secs(1);
     let mut attempt = 1;
     loop {
-        let result = async {
-            let repo = config.stores.open(&job).await?;
-            let mut options = PushOptions::new(&volume.store_name());
-            options.mode = mode;
-            let report = push::push(&repo, &volume.path, &options, progress.clone())
-                .await
-                .map_err(|e| e.to_string())?;
-            let path = config.destination.restore(&job, &volume, report.run).await?;
-            let kind = if report.full { "full" } else { "incremental" };
-            let reason = format!(
-                "Migration successful for volume ({kind} run {}: {} files changed, {} bytes sent)",
-                report.run, report.files_changed, report.bytes_uploaded
-            );
-            Ok::<(u64, String, String), String>((report.bytes_total, path, reason))
-        }
-        .await;
-        match result {
+        match step().await {
             Ok(done) => return Ok(done),
             Err(reason) if attempt >= attempts => {
-                return Err(format!("{reason} (after {attempt} attempts)"));
+                return Err(format!("{what}: {reason} (after {attempt} attempts)"));
             }
             Err(reason) => {
-                tracing::warn!(volume = %volume.store_name(), %reason, attempt, "volume copy failed; retrying");
+                tracing::warn!(volume, %reason, attempt, "volume {what} failed; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(30));
                 attempt += 1;

@@ -9,10 +9,12 @@ use avocet_xtask::{
 };
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("the workspace root exists")
+    // Cargo and nextest set the variable when they run the test, too: prefer that to the one
+    // compiled in, which names the checkout that built the binary (another clone may share
+    // the target directory).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.join("..").canonicalize().expect("the workspace root exists")
 }
 
 fn cargo() -> Command {

@@ -238,6 +238,35 @@ async fn leader_of(processes: &[Process]) -> Option<u64> {
     processes[usize::try_from(leader).ok()? - 1].child.as_ref().map(|_| leader)
 }
 
+/// Says, for a group that does not settle, how each process stands: exited (with its status)
+/// or what it answers about the leader. Node logs: set `AVOCET_BENCH_LOG_DIR`.
+async fn describe(processes: &mut [Process]) -> String {
+    let mut parts = Vec::new();
+    for (i, process) in processes.iter_mut().enumerate() {
+        let node = i + 1;
+        let Some(child) = process.child.as_mut() else {
+            parts.push(format!("node {node} not running"));
+            continue;
+        };
+        if let Ok(Some(status)) = child.try_wait() {
+            parts.push(format!("node {node} exited ({status})"));
+            continue;
+        }
+        let answer = match client(&process.api).await {
+            None => "does not answer".to_owned(),
+            Some(mut client) => match client.status(authorized(ClusterStatusRequest {})).await {
+                Ok(status) => {
+                    let status = status.into_inner();
+                    format!("sees leader {} in term {}", status.leader_id, status.term)
+                }
+                Err(error) => format!("status fails: {}", error.message()),
+            },
+        };
+        parts.push(format!("node {node} {answer}"));
+    }
+    parts.join("; ")
+}
+
 /// Asks every running node for a barrier at once; true when any of them commits one.
 async fn barrier_anywhere(processes: &[Process]) -> bool {
     let attempts: Vec<_> = processes
@@ -393,7 +422,9 @@ async fn failover(kills: usize) {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let leader = settled.expect("the group settles");
+        let Some(leader) = settled else {
+            panic!("the group does not settle: {}", describe(&mut processes).await);
+        };
         let victim = &mut processes[usize::try_from(leader).unwrap() - 1];
         let killed = Instant::now();
         let mut child = victim.child.take().unwrap();
