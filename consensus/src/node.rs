@@ -458,6 +458,8 @@ impl<S: StateMachine> RaftNode<S> {
             RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone())
                 .with_prepare(config.prepare.clone())
                 .with_step_up(
+                    config.timing.heartbeat,
+                    own_election.1,
                     config.timing.heartbeat * 2 + (own_election.0 - config.timing.election_min),
                 );
         let heard_leader = service.heard_leader();

@@ -217,10 +217,26 @@ pub struct RaftService {
 struct StepUp {
     /// Waits this long for any leader's message before campaigning; `None` turns it off.
     after: Option<std::time::Duration>,
-    /// Counts the append-entries calls this node accepted from a leader.
+    /// Needs this many silent ticks (heartbeat intervals without a leader's message, at least
+    /// this node's leader lease) before a refusal can start a step-up.
+    lease_ticks: u64,
+    /// Counts the leader messages (AppendEntries, snapshots) this node accepted.
     heard: std::sync::atomic::AtomicU64,
+    /// Counts the heartbeat intervals since the last leader message.
+    silent: std::sync::atomic::AtomicU64,
+    /// Holds the highest term of a candidate refused for a shorter log.
+    candidate_term: std::sync::atomic::AtomicU64,
     /// Says a step-up is already waiting.
     pending: std::sync::atomic::AtomicBool,
+}
+
+impl StepUp {
+    /// Notes a leader's message.
+    fn heard(&self) {
+        use std::sync::atomic::Ordering;
+        self.heard.fetch_add(1, Ordering::AcqRel);
+        self.silent.store(0, Ordering::Release);
+    }
 }
 
 impl std::fmt::Debug for RaftService {
@@ -259,11 +275,28 @@ impl RaftService {
     /// refused by the survivors that have them, and stays a candidate of that term. The
     /// survivor with the longer log then campaigns at the same term when its own timer runs
     /// out, is refused in turn (the candidate voted for itself), and waits a whole election
-    /// timeout more. Instead, a voter that refuses a shorter log waits `after` for any
-    /// leader's message and, hearing none, campaigns at once at a term above the
-    /// candidate's, which the candidate grants.
-    pub fn with_step_up(self, after: std::time::Duration) -> RaftService {
-        let step_up = Arc::new(StepUp { after: Some(after), ..StepUp::default() });
+    /// timeout more. Instead, a voter that refuses a shorter log, when it has heard no leader
+    /// for at least its `lease` (counted in `heartbeat` ticks, so a healthy leader's followers
+    /// never do this), waits `after` more for any leader's message and, hearing none,
+    /// campaigns at once at a term above the candidate's, which the candidate grants.
+    pub fn with_step_up(
+        self,
+        heartbeat: std::time::Duration,
+        lease: std::time::Duration,
+        after: std::time::Duration,
+    ) -> RaftService {
+        let tick = heartbeat.max(std::time::Duration::from_millis(1));
+        let lease_ticks =
+            u64::try_from(lease.as_millis().div_ceil(tick.as_millis())).unwrap_or(u64::MAX).max(1);
+        let step_up = Arc::new(StepUp { after: Some(after), lease_ticks, ..StepUp::default() });
+        let ticking = Arc::downgrade(&step_up);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(step_up) = ticking.upgrade() else { return };
+                step_up.silent.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        });
         RaftService { step_up, ..self }
     }
 
@@ -279,11 +312,14 @@ impl RaftService {
         if response.vote_granted || response.last_log_id <= request.last_log_id {
             return;
         }
+        if self.step_up.silent.load(Ordering::Acquire) < self.step_up.lease_ticks {
+            return; // A leader was heard within the lease: the refusal was the lease's.
+        }
+        self.step_up.candidate_term.fetch_max(request.vote.leader_id().term, Ordering::AcqRel);
         if self.step_up.pending.swap(true, Ordering::AcqRel) {
             return;
         }
         let (raft, step_up) = (self.raft.clone(), Arc::clone(&self.step_up));
-        let candidate_term = request.vote.leader_id().term;
         let heard = step_up.heard.load(Ordering::Acquire);
         tokio::spawn(async move {
             tokio::time::sleep(after).await;
@@ -296,8 +332,12 @@ impl RaftService {
                 let metrics = metrics.borrow();
                 (metrics.state, metrics.vote.leader_id().term)
             };
-            if state == ServerState::Leader || state == ServerState::Learner {
-                return;
+            let candidate_term = step_up.candidate_term.load(Ordering::Acquire);
+            if state == ServerState::Leader
+                || state == ServerState::Learner
+                || term > candidate_term
+            {
+                return; // Leading, not a voter, or the group has moved past that candidate.
             }
             // Each campaign takes the next term: end above the candidate's.
             let campaigns = (candidate_term + 1).saturating_sub(term).clamp(1, 3);
@@ -425,7 +465,7 @@ impl RaftRpc for RaftService {
         if matches!(&answer, Ok(response) if !matches!(response, openraft::raft::AppendEntriesResponse::HigherVote(_)))
         {
             self.heard_leader.notify_one();
-            self.step_up.heard.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            self.step_up.heard();
         }
         Ok(self.reply(&answer))
     }
@@ -443,7 +483,11 @@ impl RaftRpc for RaftService {
         request: Request<RaftMessage>,
     ) -> Result<Response<RaftMessage>, Status> {
         let rpc = self.admit(request.get_ref(), Admit::AdoptGroup)?;
-        Ok(self.reply(&self.raft.install_snapshot(rpc).await))
+        let answer = self.raft.install_snapshot(rpc).await;
+        if answer.is_ok() {
+            self.step_up.heard();
+        }
+        Ok(self.reply(&answer))
     }
 
     async fn client_write(

@@ -6,7 +6,8 @@
 //! then a command for pod `ns/name` runs in `<root>/<ns>/<name>` (created on first use), with
 //! the container's literal `env` values, `HOSTNAME`, `POD_NAME` and `POD_NAMESPACE` added to the
 //! server's environment. The pod must exist and report `status.phase: Running`, and the
-//! container must be one of its `spec.containers`, as on a real cluster.
+//! container must be one of its `spec.containers`, as on a real cluster. The command runs in a
+//! process group of its own; a client that goes away kills the whole group.
 //!
 //! Frames: each binary message starts with a channel byte: 0 stdin, 1 stdout, 2 stderr,
 //! 3 error (a `Status` object when the command ends), 4 resize (ignored); v5 adds 255, whose
@@ -205,6 +206,7 @@ where
             .stdin(if call.stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn(),
         Err(error) => Err(error),
@@ -225,6 +227,8 @@ where
             return;
         }
     };
+    // Until the command ends by itself, its whole process group dies with this session.
+    let mut group = KillGroup(child.id());
     let (tx, mut rx) = mpsc::channel::<Message>(16);
     for (channel, reader) in [
         (1u8, child.stdout.take().map(|r| Box::new(r) as Box<dyn AsyncReadUnpin>)),
@@ -264,7 +268,17 @@ where
         }
     }
     drop(stdin);
-    let status = match child.wait().await {
+    let waited = loop {
+        tokio::select! {
+            waited = child.wait() => break waited,
+            message = incoming.next() => match message {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    };
+    group.0 = None;
+    let status = match waited {
         Ok(exit) if exit.success() => json!({"metadata": {}, "status": "Success"}),
         Ok(exit) => {
             use std::os::unix::process::ExitStatusExt;
@@ -285,6 +299,22 @@ where
     };
     let _ = sink.send(frame(3, status.to_string().as_bytes())).await;
     let _ = sink.close().await;
+}
+
+/// Kills a process group (the command and everything it started) when dropped armed.
+struct KillGroup(Option<u32>);
+
+impl Drop for KillGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            // tokio reaps the `kill` process once it ends.
+            let _ = tokio::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+        }
+    }
 }
 
 trait AsyncReadUnpin: tokio::io::AsyncRead + Unpin + Send {}

@@ -260,6 +260,7 @@ impl Handler<Start> for Supervisor {
             held: crate::rules::Holding::default(),
             pushed: std::collections::BTreeSet::new(),
             after: AfterPushes::Waiting,
+            pre_started: false,
         };
         MessageResult(actor.start())
     }
@@ -317,6 +318,8 @@ pub struct MigrationActor {
     pushed: std::collections::BTreeSet<String>,
     /// Where releasing the hold and the post-exec rule stand.
     after: AfterPushes,
+    /// Says the pre-exec rule began (so a failure still runs the post-exec rule).
+    pre_started: bool,
 }
 
 /// Where the work after the pushes stands (see [`MigrationActor::after_pushes`]).
@@ -356,7 +359,7 @@ impl MigrationActor {
     }
 
     fn finish(&mut self, ctx: &mut Context<Self>, status: MigrationStatusType, reason: String) {
-        self.let_go();
+        self.wind_down();
         self.stage = MigrationStage::Final;
         self.send_report();
         if let Some(done) = self.done.take() {
@@ -371,16 +374,28 @@ impl MigrationActor {
         ctx.stop();
     }
 
-    /// Releases what the pre-exec rule holds, in the background (failure paths and cancels).
-    fn let_go(&mut self) {
+    /// On failure paths and cancels: releases what the pre-exec rule holds and, when the
+    /// pre-exec rule ran but the post-exec rule has not, runs the post-exec rule (a "thaw"
+    /// after a "freeze"), best effort, on a detached task that nothing aborts.
+    fn wind_down(&mut self) {
         let held = crate::rules::take(&self.held);
-        if !held.is_empty() {
-            self.config.runtime.spawn(async move {
-                if let Err(reason) = held.release().await {
-                    tracing::warn!(%reason, "releasing a pre-exec rule's background commands");
-                }
-            });
+        let post = match self.after {
+            AfterPushes::Waiting if self.pre_started => self.job.post_exec_rule.clone(),
+            _ => None,
+        };
+        self.after = AfterPushes::Done;
+        if held.is_empty() && post.is_none() {
+            return;
         }
+        let (source, job, settings) =
+            (self.config.source.clone(), self.job.clone(), self.config.rules);
+        self.config.runtime.spawn(async move {
+            if let Err(reason) =
+                release_then_post(held, post.as_ref(), &source, &job, &settings).await
+            {
+                tracing::warn!(migration = %job.name, %reason, "winding down a migration's rules");
+            }
+        });
     }
 
     /// Runs the pre-exec rule, then the volumes; a named rule that does not exist fails the
@@ -403,6 +418,7 @@ impl MigrationActor {
             return self.start_volumes(ctx);
         };
         self.stage = MigrationStage::PreExecRule;
+        self.pre_started = true;
         self.send_report();
         let (source, job, settings) =
             (self.config.source.clone(), self.job.clone(), self.config.rules);
@@ -443,31 +459,18 @@ impl MigrationActor {
         self.after = AfterPushes::Running;
         let (source, job, settings) =
             (self.config.source.clone(), self.job.clone(), self.config.rules);
-        self.run_on_runtime(
-            ctx,
-            async move {
-                held.release().await.map_err(|reason| format!("spec.preExecRule: {reason}"))?;
-                if let Some(rule) = &job.post_exec_rule {
-                    let context = crate::rules::RuleContext {
-                        field: "spec.postExecRule",
-                        token: job.token,
-                        background_allowed: false,
-                    };
-                    let namespaces = &job.migration.spec.namespaces;
-                    let none = crate::rules::Holding::default();
-                    crate::rules::run_rule(&source, rule, namespaces, context, &settings, &none)
-                        .await?;
-                }
-                Ok::<(), String>(())
-            },
-            |actor, ctx, ran| match ran.and_then(|r| r) {
-                Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
-                Ok(()) => {
-                    actor.after = AfterPushes::Done;
-                    actor.maybe_applications(ctx);
-                }
-            },
-        );
+        // Not in `self.tasks`: a release must run to its end even if the migration stops.
+        let handle = self.config.runtime.spawn(async move {
+            release_then_post(held, job.post_exec_rule.as_ref(), &source, &job, &settings).await
+        });
+        let fut = async move { handle.await.map_err(|e| format!("the task stopped: {e}")) };
+        ctx.spawn(fut.into_actor(self).map(|ran, actor, ctx| match ran.and_then(|r| r) {
+            Err(reason) => actor.finish(ctx, MigrationStatusType::Failed, reason),
+            Ok(()) => {
+                actor.after = AfterPushes::Done;
+                actor.maybe_applications(ctx);
+            }
+        }));
     }
 
     /// Starts the applications once the volumes are all done and so is [`Self::after_pushes`].
@@ -628,7 +631,7 @@ impl Actor for MigrationActor {
         for task in &self.tasks {
             task.abort();
         }
-        self.let_go();
+        self.wind_down();
         for volume in self.running.values() {
             volume.do_send(Cancel);
         }
@@ -669,6 +672,10 @@ impl Handler<VolumeDone> for MigrationActor {
         self.running.remove(&msg.key);
         if let Some(path) = msg.path {
             self.paths.insert(msg.info.volume.clone(), path);
+        }
+        if msg.info.status == MigrationStatusType::Failed {
+            // The migration will fail: let the application go now, not after the others.
+            self.wind_down();
         }
         if msg.info.status == MigrationStatusType::Successful {
             self.objects.0 += 1;
@@ -773,6 +780,28 @@ fn dir_size(path: &std::path::Path) -> u64 {
             }
         })
         .sum()
+}
+
+/// Releases a pre-exec rule's background commands, then runs the post-exec rule, if any.
+async fn release_then_post(
+    held: crate::rules::Held,
+    post: Option<&avocet_types::rule::Rule>,
+    source: &kube::Client,
+    job: &MigrationJob,
+    settings: &crate::rules::RuleSettings,
+) -> Result<(), String> {
+    held.release().await.map_err(|reason| format!("spec.preExecRule: {reason}"))?;
+    if let Some(rule) = post {
+        let context = crate::rules::RuleContext {
+            field: "spec.postExecRule",
+            token: job.token,
+            background_allowed: false,
+        };
+        let namespaces = &job.migration.spec.namespaces;
+        let none = crate::rules::Holding::default();
+        crate::rules::run_rule(source, rule, namespaces, context, settings, &none).await?;
+    }
+    Ok(())
 }
 
 /// Pushes a volume, says so to `pushed`, then has the destination restore that run; each step

@@ -13,7 +13,9 @@
 //!   the command holds whatever it took (a table lock, say) until [`Held::release`], and never
 //!   forever when the worker dies. The rule waits until every background command is ready, at
 //!   most [`RuleSettings::background_timeout`]; a command that ends before it gets there fails
-//!   the rule, and so does one that ended before its release (its hold ran out).
+//!   the rule, and so does one that ended before its release (its hold ran out). A hold
+//!   dropped unreleased (a cancelled migration) lets its command go from a detached task.
+//! - A foreground command gets [`RuleSettings::command_timeout`] (10 min) a run.
 
 use std::time::Duration;
 
@@ -35,6 +37,8 @@ pub struct RuleSettings {
     pub background_timeout: Duration,
     /// Lets a background command hold at most this long past `${WAIT_CMD}`.
     pub hold_limit: Duration,
+    /// Gives one run of a foreground command at most this long.
+    pub command_timeout: Duration,
 }
 
 impl Default for RuleSettings {
@@ -45,6 +49,7 @@ impl Default for RuleSettings {
             retry_after: Duration::from_secs(5),
             background_timeout: Duration::from_secs(900),
             hold_limit: Duration::from_secs(900),
+            command_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -142,15 +147,52 @@ async fn selected(
     Ok(running)
 }
 
-/// One background command that holds until released.
+/// One background command that holds until released. Dropped unreleased (its task aborted,
+/// its actor stopped), it still lets the command go, from a detached task.
 #[derive(Debug)]
 struct Hold {
     namespace: String,
     pod: String,
     container: String,
+    /// The marker whose creation lets the command go on.
     release: String,
-    task: tokio::task::JoinHandle<Result<Ran, String>>,
+    /// The marker the script leaves when its hold ran out before the release.
+    expired: String,
+    task: Option<tokio::task::JoinHandle<Result<Ran, String>>>,
     pods: Api<Pod>,
+    released: bool,
+}
+
+impl Hold {
+    /// Creates the release marker, unless the hold already ran out.
+    fn release_command(&self) -> Vec<String> {
+        shell(&format!(
+            "if [ -e {0} ]; then rm -f {0}; echo 'its hold ran out before the release' >&2; exit 1; fi; touch {1}",
+            self.expired, self.release
+        ))
+    }
+
+    fn place(&self) -> String {
+        format!("background command in pod {}/{}", self.namespace, self.pod)
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (pods, pod, container) =
+                (self.pods.clone(), self.pod.clone(), self.container.clone());
+            let command = self.release_command();
+            runtime.spawn(async move {
+                if let Err(error) = exec(&pods, &pod, &container, command).await {
+                    tracing::warn!(pod, %error, "letting a dropped background command go");
+                }
+            });
+        }
+    }
 }
 
 /// The background commands of a pre-exec rule, holding until [`Held::release`].
@@ -174,55 +216,36 @@ impl Held {
         self.holds.is_empty()
     }
 
-    /// Lets every background command go on past `${WAIT_CMD}` and waits for it to end;
-    /// returns the first failure, after releasing all.
-    pub async fn release(self) -> Result<(), String> {
-        let mut first_failure = None;
-        for hold in self.holds {
-            if hold.task.is_finished() {
-                let ended = match hold.task.await {
-                    Ok(Ok(ran)) => ran.describe(),
-                    Ok(Err(error)) => error,
-                    Err(joined) => joined.to_string(),
-                };
-                if first_failure.is_none() {
-                    first_failure = Some(format!(
-                        "background command in pod {}/{} ended before its release (its hold ran out, or it failed): {ended}",
-                        hold.namespace, hold.pod
-                    ));
-                }
-                continue;
-            }
-            let touched = exec(
-                &hold.pods,
-                &hold.pod,
-                &hold.container,
-                shell(&format!("touch {}", hold.release)),
-            )
-            .await;
-            let outcome = match touched {
-                Err(error) => Err(error),
-                Ok(ran) if ran.failure.is_some() => Err(ran.describe()),
-                Ok(_) => match tokio::time::timeout(RELEASE_TIMEOUT, hold.task).await {
-                    Err(_) => {
-                        Err(format!("it did not end within {RELEASE_TIMEOUT:?} of its release"))
-                    }
-                    Ok(Err(joined)) => Err(format!("its task stopped: {joined}")),
-                    Ok(Ok(Err(error))) => Err(error),
-                    Ok(Ok(Ok(ran))) if ran.failure.is_some() => Err(ran.describe()),
-                    Ok(Ok(Ok(_))) => Ok(()),
-                },
-            };
-            if let Err(reason) = outcome
-                && first_failure.is_none()
-            {
-                first_failure = Some(format!(
-                    "background command in pod {}/{}: {reason}",
-                    hold.namespace, hold.pod
-                ));
+    /// Lets every background command go on past `${WAIT_CMD}` (all at once), then waits for
+    /// each to end; returns the first failure, after releasing all. A command whose hold ran
+    /// out before its release fails it: the volumes may have been read without it.
+    pub async fn release(mut self) -> Result<(), String> {
+        let mut failures = Vec::new();
+        let mut waiting = Vec::new();
+        for mut hold in std::mem::take(&mut self.holds) {
+            hold.released = true;
+            let touched =
+                exec(&hold.pods, &hold.pod, &hold.container, hold.release_command()).await;
+            match touched {
+                Ok(ran) if ran.failure.is_none() => waiting.push(hold),
+                Ok(ran) => failures.push(format!("{}: {}", hold.place(), ran.describe())),
+                Err(error) => failures.push(format!("{}: {error}", hold.place())),
             }
         }
-        first_failure.map_or(Ok(()), Err)
+        for mut hold in waiting {
+            let Some(task) = hold.task.take() else { continue };
+            let outcome = match tokio::time::timeout(RELEASE_TIMEOUT, task).await {
+                Err(_) => Err(format!("it did not end within {RELEASE_TIMEOUT:?} of its release")),
+                Ok(Err(joined)) => Err(format!("its task stopped: {joined}")),
+                Ok(Ok(Err(error))) => Err(error),
+                Ok(Ok(Ok(ran))) if ran.failure.is_some() => Err(ran.describe()),
+                Ok(Ok(Ok(_))) => Ok(()),
+            };
+            if let Err(reason) = outcome {
+                failures.push(format!("{}: {reason}", hold.place()));
+            }
+        }
+        failures.into_iter().next().map_or(Ok(()), Err)
     }
 }
 
@@ -248,6 +271,17 @@ pub async fn run_rule(
     holding: &Holding,
 ) -> Result<(), String> {
     let name = rule.metadata.name.as_deref().unwrap_or_default();
+    // A post-exec rule with a background action runs nothing at all.
+    if !context.background_allowed {
+        for (i, item) in rule.rules.iter().enumerate() {
+            if let Some(j) = item.actions.iter().position(|action| action.background) {
+                return Err(format!(
+                    "{} {name:?}: rules[{i}].actions[{j}].background is true, but background actions are not allowed in a post-exec rule",
+                    context.field
+                ));
+            }
+        }
+    }
     match run_all(client, rule, namespaces, context, settings, holding).await {
         Ok(()) => Ok(()),
         Err(reason) => {
@@ -272,11 +306,6 @@ async fn run_all(
             let chosen = selected(&pods, &item.pod_selector).await?;
             for (j, action) in item.actions.iter().enumerate() {
                 let at = format!("rules[{i}].actions[{j}]");
-                if action.background && !context.background_allowed {
-                    return Err(format!(
-                        "{at}.background is true, but background actions are not allowed in a post-exec rule"
-                    ));
-                }
                 let targets = if action.run_in_single_pod {
                     &chosen[..chosen.len().min(1)]
                 } else {
@@ -295,8 +324,9 @@ async fn run_all(
                     };
                     if action.background {
                         let marker = format!(
-                            "/tmp/avocet-rule-{}-{namespace}-{pod_name}-{i}-{j}",
-                            context.token
+                            "/tmp/avocet-rule-{}-{}-{i}-{j}",
+                            context.token,
+                            avocet_transfer::seal::random_name()
                         );
                         let hold = start_background(
                             &pods,
@@ -340,7 +370,13 @@ async fn run_foreground(
     let attempts = settings.attempts.max(1);
     let mut attempt = 1;
     loop {
-        let problem = match exec(pods, pod, container, shell(command)).await {
+        let ran = tokio::time::timeout(
+            settings.command_timeout,
+            exec(pods, pod, container, shell(command)),
+        )
+        .await
+        .unwrap_or_else(|_| Err(format!("it did not end within {:?}", settings.command_timeout)));
+        let problem = match ran {
             Ok(ran) if ran.failure.is_none() => {
                 tracing::debug!(pod, stdout = %ran.stdout.trim(), "rule command succeeded");
                 return Ok(());
@@ -367,11 +403,15 @@ async fn start_background(
     marker: &str,
     settings: &RuleSettings,
 ) -> Result<Hold, String> {
-    let (ready, release, script) =
-        (format!("{marker}.ready"), format!("{marker}.release"), format!("{marker}.sh"));
+    let (ready, release, expired, script) = (
+        format!("{marker}.ready"),
+        format!("{marker}.release"),
+        format!("{marker}.expired"),
+        format!("{marker}.sh"),
+    );
     let polls = (settings.hold_limit.as_millis() / READY_POLL.as_millis()).max(1);
     let body = format!(
-        "touch {ready}\ni=0\nwhile [ ! -e {release} ] && [ \"$i\" -lt {polls} ]; do sleep 0.2; i=$((i+1)); done\nrm -f {ready} {release} {script}\n"
+        "touch {ready}\ni=0\nwhile [ ! -e {release} ] && [ \"$i\" -lt {polls} ]; do sleep 0.2; i=$((i+1)); done\nif [ ! -e {release} ]; then touch {expired}; fi\nrm -f {ready} {release} {script}\n"
     );
     // The script goes in through argv, so no quoting of it can go wrong.
     let write = vec![
@@ -392,18 +432,22 @@ async fn start_background(
         let (pods, pod, container) = (pods.clone(), pod.to_owned(), container.to_owned());
         tokio::spawn(async move { exec(&pods, &pod, &container, shell(&substituted)).await })
     };
-    let hold = Hold {
+    // From here on, dropping the hold (this future aborted, say) lets the command go.
+    let mut hold = Hold {
         namespace: namespace.to_owned(),
         pod: pod.to_owned(),
         container: container.to_owned(),
         release,
-        task,
+        expired,
+        task: Some(task),
         pods: pods.clone(),
+        released: false,
     };
     let polls = (settings.background_timeout.as_millis() / READY_POLL.as_millis()).max(1);
     for _ in 0..polls {
-        if hold.task.is_finished() {
-            let ended = match hold.task.await {
+        if let Some(task) = hold.task.take_if(|task| task.is_finished()) {
+            hold.released = true;
+            let ended = match task.await {
                 Ok(Ok(ran)) => ran.describe(),
                 Ok(Err(error)) => error,
                 Err(joined) => joined.to_string(),

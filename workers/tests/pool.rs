@@ -435,6 +435,9 @@ async fn a_failing_or_missing_rule_fails_the_migration_by_name_before_any_volume
     failing.migration.spec.pre_exec_rule = "freeze".to_owned();
     failing.pre_exec_rule =
         Some(rule("freeze", json!([{"type": "command", "value": "echo no lock >&2; exit 3"}])));
+    failing.migration.spec.post_exec_rule = "thaw".to_owned();
+    failing.post_exec_rule =
+        Some(rule("thaw", json!([{"type": "command", "value": "touch thawed.txt"}])));
     let (tx, _rx) = mpsc::channel(256);
     let outcome = pool.run(failing, tx).await;
     assert_eq!(outcome.status, MigrationStatusType::Failed);
@@ -448,6 +451,14 @@ async fn a_failing_or_missing_rule_fails_the_migration_by_name_before_any_volume
         assert!(outcome.reason.contains(part), "{part:?} in {:?}", outcome.reason);
     }
     assert_eq!(destination.calls.load(Ordering::SeqCst), 0, "no volume moved");
+    // The pre-exec rule began, so its post-exec rule still runs (a thaw after a freeze).
+    let thawed = world.work.path().join("pods/mysql/mysql-0/thawed.txt");
+    let ran = tokio::time::timeout(Duration::from_secs(10), async {
+        while !thawed.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert!(ran.await.is_ok(), "the post-exec rule ran after the failure");
 
     let mut missing = job(&world);
     missing.migration.spec.post_exec_rule = "thaw".to_owned();

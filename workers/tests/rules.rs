@@ -58,6 +58,7 @@ fn fast() -> RuleSettings {
         retry_after: Duration::from_millis(10),
         background_timeout: Duration::from_secs(10),
         hold_limit: Duration::from_secs(30),
+        command_timeout: Duration::from_secs(30),
     }
 }
 
@@ -110,7 +111,7 @@ async fn background_commands_fail_when_they_end_early_or_outlive_their_hold() {
     run_rule(&client, &single("${WAIT_CMD}"), &namespaces, PRE, &settings, &holding).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let error = take(&holding).release().await.unwrap_err();
-    assert!(error.contains("ended before its release"), "{error}");
+    assert!(error.contains("its hold ran out before the release"), "{error}");
 
     let post = RuleContext { field: "spec.postExecRule", token: 2, background_allowed: false };
     let error = run_rule(&client, &single("${WAIT_CMD}"), &namespaces, post, &fast(), &holding)

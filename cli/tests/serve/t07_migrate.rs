@@ -2,13 +2,16 @@
 //! worker pool leases the migration, pushes the PVC's directory through the local-directory
 //! store and has the destination `avocet serve` restore it into `--volume-root`, then copies
 //! the namespace's objects to the destination cluster with the standby PV pointing at the
-//! restored folder; the migration ends Successful with its volume listed.
+//! restored folder; the migration ends Successful with its volume listed. In the first test the
+//! migration names a pre- and a post-exec Rule applied to the catalog: the lease carries them
+//! and the worker runs them in the source's Running pod (the sandbox runs exec as a local
+//! process in its exec root), the background command holding while the volume is read.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use avocet_sandbox::Sandbox;
+use avocet_sandbox::{Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 use avocet_transfer::testing::{ACCESS_KEY, S3Server, SECRET_KEY};
@@ -28,9 +31,12 @@ struct World {
 fn world() -> World {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let source = runtime.block_on(Sandbox::start_local()).unwrap();
-    let destination = runtime.block_on(Sandbox::start_local()).unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let exec_root = Some(dir.path().join("pods"));
+    let source =
+        runtime.block_on(Sandbox::start(SandboxConfig { exec_root, ..SandboxConfig::local() }));
+    let source = source.unwrap();
+    let destination = runtime.block_on(Sandbox::start_local()).unwrap();
     let (source_config, dest_config) =
         (dir.path().join("source.kubeconfig"), dir.path().join("dest.kubeconfig"));
     source.write_kubeconfig(&source_config).unwrap();
@@ -63,6 +69,19 @@ fn world() -> World {
     std::fs::write(&file, objects.to_string()).unwrap();
     let (ok, out, err) = kubectl(&source_config, &["apply", "-f", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
+    // The app's pod, Running (status is set the way a kubelet would, through /status).
+    runtime.block_on(async {
+        use k8s_openapi::api::core::v1::Pod;
+        use kube::api::{Api, Patch, PatchParams, PostParams};
+        let pods: Api<Pod> = Api::namespaced(source.client().await.unwrap(), "mysql");
+        let pod = json!({"metadata": {"name": "mysql-0", "labels": {"app": "mysql"}},
+                         "spec": {"containers": [{"name": "mysql", "image": "mysql:8"}]}});
+        pods.create(&PostParams::default(), &serde_json::from_value(pod).unwrap()).await.unwrap();
+        let running = json!({"status": {"phase": "Running"}});
+        pods.patch_status("mysql-0", &PatchParams::default(), &Patch::Merge(&running))
+            .await
+            .unwrap();
+    });
     World {
         _runtime: runtime,
         _clusters: (source, destination),
@@ -81,6 +100,7 @@ fn migrate(
     dest_group: &Group,
     root: &Path,
     ready: impl Fn(&Value) -> bool,
+    rules: bool,
 ) {
     let node = source_group.leader(Duration::from_secs(30));
     let dest_node = dest_group.leader(Duration::from_secs(30));
@@ -109,7 +129,7 @@ fn migrate(
         let value: Value = if ok { serde_json::from_str(&out).ok()? } else { None? };
         ready(&value).then_some(())
     });
-    let (ok, out, err) = ctl(&[
+    let mut create = vec![
         "create",
         "migration",
         "now",
@@ -121,7 +141,20 @@ fn migrate(
         "mysql",
         "--startApplications",
         "false",
-    ]);
+    ];
+    let lock = world.data.join("lock.txt");
+    if rules {
+        let rules = format!(
+            "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: Rule\nmetadata: {{name: freeze, namespace: mysql}}\nrules:\n- podSelector: {{app: mysql}}\n  actions:\n  - type: command\n    background: true\n    value: 'echo held > {0}; ${{WAIT_CMD}}; echo released >> {0}'\n---\napiVersion: stork.libopenstorage.org/v1alpha1\nkind: Rule\nmetadata: {{name: thaw, namespace: mysql}}\nrules:\n- podSelector: {{app: mysql}}\n  actions:\n  - type: command\n    value: echo thawed > thawed.txt\n",
+            lock.display()
+        );
+        let rules_file = world.dir.path().join("rules.yaml");
+        std::fs::write(&rules_file, rules).unwrap();
+        let (ok, out, err) = ctl(&["apply", "-f", rules_file.to_str().unwrap()]);
+        assert!(ok, "{out}{err}");
+        create.extend(["--preExecRule", "freeze", "--postExecRule", "thaw"]);
+    }
+    let (ok, out, err) = ctl(&create);
     assert!(ok, "{out}{err}");
 
     let migration: Value =
@@ -138,6 +171,15 @@ fn migrate(
     assert_eq!(volumes[0]["bytesTotal"], 800_000);
 
     let restored = root.join("mysql.data");
+    if rules {
+        // The volume was read while the pre-exec rule held; the hold ended afterwards.
+        assert_eq!(std::fs::read_to_string(&lock).unwrap(), "held\nreleased\n");
+        assert_eq!(std::fs::read_to_string(restored.join("lock.txt")).unwrap(), "held\n");
+        std::fs::remove_file(&lock).unwrap();
+        std::fs::remove_file(restored.join("lock.txt")).unwrap();
+        let thawed = world.dir.path().join("pods/mysql/mysql-0/thawed.txt");
+        assert_eq!(std::fs::read_to_string(thawed).unwrap(), "thawed\n");
+    }
     let diff = Command::new("diff").arg("-r").arg(&world.data).arg(&restored).status().unwrap();
     assert!(diff.success(), "the destination holds the source's data");
     let (ok, out, err) = kubectl(&world.dest_config, &["get", "pv", "pv-mysql", "-o", "json"]);
@@ -185,9 +227,18 @@ fn a_migration_moves_a_volume_and_its_objects_between_two_avocets() {
             "1s",
         ],
     );
-    migrate(&world, &source_group, &dest_group, &root, |pair| {
-        pair["status"]["objectStore"].as_str().is_some_and(|s| s.starts_with("the internal store"))
-    });
+    migrate(
+        &world,
+        &source_group,
+        &dest_group,
+        &root,
+        |pair| {
+            pair["status"]["objectStore"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("the internal store"))
+        },
+        true,
+    );
 }
 
 #[test]
@@ -243,10 +294,17 @@ fn with_credentials_for_the_pair_volumes_go_through_s3_with_the_pairs_own_key() 
         ],
     );
     assert!(ok, "{err}");
-    migrate(&world, &source_group, &dest_group, &root, |pair| {
-        pair["status"]["remoteStorageId"].as_str() == Some(dest_id.as_str())
-            && pair["status"]["objectStore"].as_str().is_some_and(|s| s.contains(&name))
-    });
+    migrate(
+        &world,
+        &source_group,
+        &dest_group,
+        &root,
+        |pair| {
+            pair["status"]["remoteStorageId"].as_str() == Some(dest_id.as_str())
+                && pair["status"]["objectStore"].as_str().is_some_and(|s| s.contains(&name))
+        },
+        false,
+    );
     let bucket = format!("avocet-{}", dest_id.to_ascii_lowercase());
     assert!(s3_data.join(&bucket).join("mysql.remote").is_dir(), "the pair's folder in its bucket");
 }
@@ -274,7 +332,7 @@ fn an_avocet_worker_process_runs_the_migration_when_the_nodes_run_none() {
         .stderr(log)
         .spawn()
         .unwrap();
-    migrate(&world, &source_group, &dest_group, &root, |_| true);
+    migrate(&world, &source_group, &dest_group, &root, |_| true, false);
     let _ = worker.kill();
     let _ = worker.wait();
     let log = std::fs::read_to_string(world.dir.path().join("worker.log")).unwrap();
