@@ -8,8 +8,13 @@
 //! binary sweeps seeds. The trade-off: it abstracts Raft to "a batch commits or is lost with its
 //! leader", which is what the scheduler depends on, so it runs thousands of simulated days a
 //! minute but cannot find bugs in the consensus crate itself (its own tests and the crash test
-//! do that). The real-process harness, which starts `avocet serve` processes on loopback, kills
-//! and partitions them and judges outcomes only through the public API, comes with the chaos
-//! issue.
+//! do that).
+//!
+//! [`harness`] starts real `avocet serve` processes on loopback and kills, pauses and restarts
+//! them; [`oracle`] judges what they did only through the public API (`avocetctl`'s events
+//! and migrations). The nemesis that mixes faults on a seeded plan, partitions, worker and S3
+//! faults, and the `chaos` soak binary come next.
 
+pub mod harness;
+pub mod oracle;
 pub mod sim;

@@ -1,0 +1,293 @@
+//! The real-process harness: `avocet serve` processes on loopback, each with its own data
+//! directory and ports, that a test kills (SIGKILL), pauses (SIGSTOP/SIGCONT) and restarts,
+//! talking to them only through `avocetctl`. Every process and directory it made is removed
+//! when the [`Cluster`] is dropped, also when the test panics.
+//!
+//! The binaries are the workspace's own: `AVOCET_BIN_DIR` if set, else the target directory
+//! the running test was built into (`cargo build -p avocet-cli --bins` makes them; a workspace
+//! test run builds them for the cli's tests anyway).
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The admin token every harness node accepts.
+pub const ADMIN_TOKEN: &str = "chaos-admin-token";
+const PEER_TOKEN: &str = "chaos-peer-token";
+
+/// Where the `avocet` and `avocetctl` binaries are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// The service.
+    pub avocet: PathBuf,
+    /// The command-line client.
+    pub avocetctl: PathBuf,
+}
+
+impl Binaries {
+    /// Finds the binaries: `AVOCET_BIN_DIR`, else the target directory of this executable.
+    pub fn locate() -> Result<Binaries, String> {
+        let dir = match std::env::var_os("AVOCET_BIN_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+                // target/<profile>/deps/<test> or target/<profile>/<bin>
+                let parent = exe.parent().ok_or("the executable has no folder")?;
+                if parent.ends_with("deps") {
+                    parent.parent().ok_or("deps has no parent")?.to_owned()
+                } else {
+                    parent.to_owned()
+                }
+            }
+        };
+        let binaries = Binaries { avocet: dir.join("avocet"), avocetctl: dir.join("avocetctl") };
+        for path in [&binaries.avocet, &binaries.avocetctl] {
+            if !path.is_file() {
+                return Err(format!(
+                    "{} is missing: build it with `cargo build -p avocet-cli --bins`, or set AVOCET_BIN_DIR",
+                    path.display()
+                ));
+            }
+        }
+        Ok(binaries)
+    }
+}
+
+/// One node's addresses and, while it runs, its process.
+#[derive(Debug)]
+pub struct Node {
+    /// The public gRPC address.
+    pub api: String,
+    /// The peer (Raft) address.
+    pub raft: String,
+    /// The metrics address.
+    pub metrics: String,
+    process: Option<Child>,
+    paused: bool,
+}
+
+impl Node {
+    /// Says whether the node's process runs (paused or not).
+    pub fn running(&self) -> bool {
+        self.process.is_some()
+    }
+}
+
+/// A group of real `avocet serve` processes and their directories.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The nodes by id.
+    pub nodes: BTreeMap<u64, Node>,
+    dir: tempfile::TempDir,
+    extra: Vec<String>,
+    binaries: Binaries,
+}
+
+/// Sends `signal` (a name such as `STOP`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Cluster {
+    /// Starts `count` nodes, node 1 bootstrapping, each with `extra` flags.
+    pub fn start(count: u64, extra: &[&str]) -> Result<Cluster, String> {
+        let binaries = Binaries::locate()?;
+        // Every port is held until all are picked, so no two are the same.
+        let held: Vec<TcpListener> = (0..count * 3)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("no free loopback port: {e}"))?;
+        let mut ports = held.iter().filter_map(|l| l.local_addr().ok()).map(|a| a.port());
+        let mut next = || format!("127.0.0.1:{}", ports.next().unwrap_or_default());
+        let nodes = (1..=count)
+            .map(|id| {
+                let node = Node {
+                    api: next(),
+                    raft: next(),
+                    metrics: next(),
+                    process: None,
+                    paused: false,
+                };
+                (id, node)
+            })
+            .collect();
+        drop(held);
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut cluster = Cluster { nodes, dir, extra, binaries };
+        for id in 1..=count {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Returns the folder the cluster keeps its data and logs in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn peers(&self) -> String {
+        let peers: Vec<String> =
+            self.nodes.iter().map(|(id, node)| format!("{id}={}", node.raft)).collect();
+        peers.join(",")
+    }
+
+    /// Starts (or restarts) node `id` with the same command line every time.
+    pub fn spawn(&mut self, id: u64) -> Result<(), String> {
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        let log_path = self.dir.path().join(format!("node-{id}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let peers = self.peers();
+        let node = self.nodes.get_mut(&id).ok_or_else(|| format!("no node {id}"))?;
+        let mut command = Command::new(&self.binaries.avocet);
+        command
+            .args(["serve", "--id", &id.to_string(), "--listen", &node.api])
+            .args(["--raft-listen", &node.raft, "--peers", &peers, "--data-dir"])
+            .arg(&data_dir)
+            .args(["--metrics-listen", &node.metrics])
+            .args(&self.extra)
+            .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
+            .env("RUST_LOG", std::env::var("AVOCET_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(log);
+        if id == 1 {
+            // The same command line on every restart: --bootstrap is a no-op once initialized.
+            command.arg("--bootstrap");
+        }
+        node.process = Some(command.spawn().map_err(|e| format!("starting node {id}: {e}"))?);
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Kills node `id` with SIGKILL (a paused one too).
+    pub fn kill(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id)
+            && let Some(mut process) = node.process.take()
+        {
+            let _ = process.kill();
+            let _ = process.wait();
+            node.paused = false;
+        }
+    }
+
+    /// Pauses node `id` with SIGSTOP: it neither answers nor sends until [`Cluster::resume`].
+    pub fn pause(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id)
+            && let Some(process) = &node.process
+        {
+            signal(process.id(), "STOP");
+            node.paused = true;
+        }
+    }
+
+    /// Resumes a paused node with SIGCONT.
+    pub fn resume(&mut self, id: u64) {
+        if let Some(node) = self.nodes.get_mut(&id)
+            && let Some(process) = &node.process
+        {
+            signal(process.id(), "CONT");
+            node.paused = false;
+        }
+    }
+
+    /// Runs `avocetctl` with the admin token against node `id`: (success, stdout, stderr).
+    pub fn ctl(&self, id: u64, args: &[&str]) -> (bool, String, String) {
+        let server = self.nodes.get(&id).map(|node| format!("http://{}", node.api));
+        let output = Command::new(&self.binaries.avocetctl)
+            .args(["--server", server.as_deref().unwrap_or("http://127.0.0.1:1")])
+            .args(args)
+            .env("AVOCET_TOKEN", ADMIN_TOKEN)
+            .output();
+        match output {
+            Ok(out) => (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(error) => (false, String::new(), error.to_string()),
+        }
+    }
+
+    /// Runs `avocetctl ... -o json` against node `id` and parses what it prints.
+    pub fn ctl_json(&self, id: u64, args: &[&str]) -> Option<Value> {
+        let args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
+        let (ok, out, _) = self.ctl(id, &args);
+        if ok { serde_json::from_str(&out).ok() } else { None }
+    }
+
+    /// Returns the leader the running, unpaused nodes agree on, waiting at most `timeout`.
+    pub fn leader(&self, timeout: Duration) -> Result<u64, String> {
+        self.eventually(timeout, "an agreed leader", || {
+            let live: Vec<u64> = self
+                .nodes
+                .iter()
+                .filter(|(_, node)| node.running() && !node.paused)
+                .map(|(id, _)| *id)
+                .collect();
+            let views: Vec<Option<u64>> = live
+                .iter()
+                .map(|id| {
+                    self.ctl_json(*id, &["cluster", "status"])
+                        .and_then(|status| status["leaderId"].as_u64())
+                })
+                .collect();
+            let leader = (*views.first()?)?;
+            (live.contains(&leader) && views.iter().all(|view| *view == Some(leader)))
+                .then_some(leader)
+        })
+    }
+
+    /// Polls `check` every 100 ms until it returns a value; after `timeout`, an error naming
+    /// `what` with the tail of every node's log.
+    pub fn eventually<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut() -> Option<T>,
+    ) -> Result<T, String> {
+        let step = Duration::from_millis(100);
+        for _ in 0..(timeout.as_millis() / step.as_millis()).max(1) {
+            if let Some(value) = check() {
+                return Ok(value);
+            }
+            std::thread::sleep(step);
+        }
+        Err(format!("no {what} within {timeout:?}; {}", self.log_tails(20)))
+    }
+
+    /// Returns the last `lines` lines of every node's log.
+    pub fn log_tails(&self, lines: usize) -> String {
+        let tails: Vec<String> = self
+            .nodes
+            .keys()
+            .map(|id| {
+                let path = self.dir.path().join(format!("node-{id}.log"));
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!("node {id}:\n{tail}")
+            })
+            .collect();
+        tails.join("\n----\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in self.nodes.keys().copied().collect::<Vec<_>>() {
+            self.kill(id);
+        }
+    }
+}

@@ -1,0 +1,153 @@
+//! The oracle of the real-process tests: it judges only what the public API shows, the
+//! `Fired` and `Coalesced` events (`avocetctl get events -o json`) and the migrations' slot
+//! annotations (`avocetctl get migration -o json`).
+//!
+//! - EO-1: no (schedule, policy type, slot) fired twice.
+//! - EO-2: every slot of a policy type from its first fire to its last accounted slot was
+//!   fired or coalesced, exactly once in all (so nothing was lost across faults).
+//! - T-1: no fire before its slot was due (the event's lateness is never negative, and each
+//!   kept migration's `fired-at` is at or after its `due-slot`).
+//!
+//! Events read `Scheduled migration (NAME) created for the Interval slot SLOT (0.004 s after it
+//! was due)` and `N [missed] Interval slot(s) from A to B coalesced into …`.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::Value;
+
+/// What one policy type of one schedule showed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accounting {
+    /// The policy type (`Interval`, `Daily`…).
+    pub policy_type: String,
+    /// The slots fired.
+    pub fired: usize,
+    /// The slots accounted for: fired plus coalesced.
+    pub accounted: u64,
+    /// The slots from the first fire to the last accounted slot, one `step` apart.
+    pub expected: u64,
+}
+
+/// Returns the instant written between `before` and `after` in `message`.
+fn between(message: &str, before: &str, after: &str) -> Option<DateTime<Utc>> {
+    let start = message.find(before)? + before.len();
+    let rest = &message[start..];
+    let text = &rest[..rest.find(after)?];
+    DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc())
+}
+
+fn annotation(object: &Value, key: &str) -> Option<DateTime<Utc>> {
+    let text = object.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))?;
+    DateTime::parse_from_rfc3339(text.as_str()?).ok().map(|t| t.to_utc())
+}
+
+/// Judges one schedule's `policy_type` slots, `step` apart, from its events (`items` of
+/// `get events -o json`) and its migrations (`items` of `get migration -o json`); returns the
+/// accounting (`None` when no slot of that type fired or was coalesced) or every violation.
+pub fn judge(
+    events: &[Value],
+    migrations: &[Value],
+    policy_type: &str,
+    step: TimeDelta,
+) -> Result<Option<Accounting>, Vec<String>> {
+    let mut violations = Vec::new();
+    for migration in migrations {
+        let name = migration["metadata"]["name"].as_str().unwrap_or_default();
+        if let (Some(due), Some(fired)) = (
+            annotation(migration, "avocet.dev/due-slot"),
+            annotation(migration, "avocet.dev/fired-at"),
+        ) && fired < due
+        {
+            violations.push(format!("T-1: {name} fired at {fired}, before its slot {due}"));
+        }
+    }
+    let mut fired = BTreeSet::new();
+    let mut accounted = 0u64;
+    let mut last = None;
+    for event in events {
+        let message = event["message"].as_str().unwrap_or_default();
+        match event["reason"].as_str().unwrap_or_default() {
+            "Fired" if message.contains(&format!(" for the {policy_type} slot ")) => {
+                let Some(slot) = between(message, &format!("{policy_type} slot "), " (") else {
+                    violations.push(format!("unreadable Fired event: {message}"));
+                    continue;
+                };
+                if message.contains("(-") {
+                    violations.push(format!("T-1: fired early: {message}"));
+                }
+                if !fired.insert(slot) {
+                    violations.push(format!("EO-1: slot {slot} fired twice: {message}"));
+                }
+                accounted += 1;
+                last = last.max(Some(slot));
+            }
+            "Coalesced" if message.split(' ').take(3).any(|word| word == policy_type) => {
+                let count = message.split(' ').next().and_then(|n| n.parse::<u64>().ok());
+                let to = between(message, " to ", " coalesced");
+                match (count, to) {
+                    (Some(count), Some(to)) => {
+                        accounted += count;
+                        last = last.max(Some(to));
+                    }
+                    _ => violations.push(format!("unreadable Coalesced event: {message}")),
+                }
+            }
+            _ => {}
+        }
+    }
+    let (Some(first), Some(last)) = (fired.first().copied(), last) else {
+        if accounted > 0 {
+            violations.push(format!("EO-2: {policy_type} slots were coalesced, none fired"));
+        }
+        return if violations.is_empty() { Ok(None) } else { Err(violations) };
+    };
+    let span = (last - first).num_seconds() / step.num_seconds().max(1);
+    let expected = u64::try_from(span).unwrap_or(0) + 1;
+    if accounted != expected {
+        violations.push(format!(
+            "EO-2: {policy_type}: {accounted} slots fired or coalesced for the {expected} slots {first}..{last}"
+        ));
+    }
+    if violations.is_empty() {
+        Ok(Some(Accounting {
+            policy_type: policy_type.to_owned(),
+            fired: fired.len(),
+            accounted,
+            expected,
+        }))
+    } else {
+        Err(violations)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn fired(slot: &str) -> Value {
+        json!({"reason": "Fired", "message": format!("Scheduled migration (x-{slot}) created for the Interval slot {slot} (0.004 s after it was due)")})
+    }
+
+    #[test]
+    fn a_slot_fired_twice_or_missing_is_a_violation_and_a_clean_run_is_not() {
+        let step = TimeDelta::hours(2);
+        let clean = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T02:00:00Z")];
+        let judged = judge(&clean, &[], "Interval", step).unwrap().unwrap();
+        assert_eq!((judged.accounted, judged.expected), (2, 2));
+        assert_eq!(judge(&clean, &[], "Daily", TimeDelta::days(1)), Ok(None));
+        let twice = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T00:00:00Z")];
+        let errors = judge(&twice, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("EO-1")), "{errors:?}");
+        let gap = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T04:00:00Z")];
+        let errors = judge(&gap, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("EO-2")), "{errors:?}");
+        let early = [
+            json!({"reason": "Fired", "message": "Scheduled migration (x) created for the Interval slot 2026-03-08T00:00:00Z (-0.500 s after it was due)"}),
+        ];
+        let errors = judge(&early, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("T-1")), "{errors:?}");
+    }
+}
