@@ -182,6 +182,23 @@ impl Cluster {
         }
     }
 
+    /// Stops node `id` with SIGTERM (a leader hands over first) and waits, at most 15 s, for
+    /// it to exit; returns whether it exited cleanly (else it is killed).
+    pub fn terminate(&mut self, id: u64) -> bool {
+        let Some(node) = self.nodes.get_mut(&id) else { return false };
+        let Some(mut process) = node.process.take() else { return false };
+        signal(process.id(), "TERM");
+        for _ in 0..150 {
+            if let Ok(Some(status)) = process.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = process.kill();
+        let _ = process.wait();
+        false
+    }
+
     /// Pauses node `id` with SIGSTOP: it neither answers nor sends until [`Cluster::resume`].
     pub fn pause(&mut self, id: u64) {
         if let Some(node) = self.nodes.get_mut(&id)

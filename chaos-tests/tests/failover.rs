@@ -1,7 +1,8 @@
 //! Real-process failover faults judged by the oracle: three `avocet serve` processes on a
 //! clock running an hour a second, an interval and a daily schedule, and the leader paused
 //! (SIGSTOP) for longer than an election takes, then resumed, or killed (SIGKILL) and
-//! restarted. Only `avocetctl` is used to look: no slot fired twice, every slot fired or
+//! restarted, or killed at the moment slots fall due; a rolling restart (SIGTERM) and a full
+//! group restart. Only `avocetctl` is used to look: no slot fired twice, every slot fired or
 //! coalesced, none early; the old leader rejoins as a follower.
 
 // Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
@@ -9,7 +10,7 @@
 
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::Value;
 
 use avocet_chaos_tests::harness::Cluster;
@@ -31,18 +32,34 @@ spec:
   template: {spec: {clusterPair: remote, namespaces: [apps]}}
 ";
 
+/// Reads the real time: the scaled clock starts from it, and faults are aimed at slots by it.
+#[allow(clippy::disallowed_methods)]
+fn real_now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// Runs the group's clock this many times as fast as real time.
+const SCALE: i32 = 3600;
+
 /// Starts three nodes on an hour-a-second clock and applies the schedule; returns the
 /// cluster and its leader.
 fn scheduled_cluster() -> (Cluster, u64) {
-    #[allow(clippy::disallowed_methods)] // The scaled clock starts from the test's real time.
-    let epoch = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (cluster, leader, _) = scheduled_cluster_at();
+    (cluster, leader)
+}
+
+/// As [`scheduled_cluster`], and returns the real instant of the schedule's first interval
+/// slot (its creation), from which its slots come every 2 real seconds.
+fn scheduled_cluster_at() -> (Cluster, u64, DateTime<Utc>) {
+    let epoch = real_now().with_nanosecond(0).unwrap();
+    let epoch_text = epoch.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cluster = Cluster::start(
         3,
         &[
             "--clock-scale",
             "3600",
             "--clock-epoch",
-            &epoch,
+            &epoch_text,
             "--stage-deadline",
             "48h",
             "--heartbeat-ms",
@@ -57,7 +74,14 @@ fn scheduled_cluster() -> (Cluster, u64) {
     std::fs::write(&file, OBJECTS).unwrap();
     let (ok, out, err) = cluster.ctl(leader, &["apply", "-f", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
-    (cluster, leader)
+    let schedule =
+        cluster.ctl_json(leader, &["get", "migrationschedule", "app", "-n", "apps"]).unwrap();
+    let created = schedule["metadata"]["creationTimestamp"].as_str().unwrap();
+    let created = DateTime::parse_from_rfc3339(created).unwrap().to_utc();
+    // The group reads epoch + (real - epoch) × SCALE, so a group instant t is real epoch +
+    // (t - epoch) / SCALE.
+    let anchor = epoch + (created - epoch) / SCALE;
+    (cluster, leader, anchor)
 }
 
 /// Suspends the schedule, then judges every policy type through the public API.
@@ -120,5 +144,54 @@ fn a_leader_killed_and_restarted_loses_and_doubles_no_slot() {
         })
         .unwrap();
     std::thread::sleep(Duration::from_secs(4));
+    judge(&cluster);
+}
+
+#[test]
+fn leaders_killed_as_slots_fall_due_lose_and_double_no_slot() {
+    let (mut cluster, _, anchor) = scheduled_cluster_at();
+    // Interval slots come every 2 real seconds from the anchor; kill the leader at the very
+    // moment of three of them (mid-fire: the planner is proposing, or the entry committing).
+    for k in [2, 5, 8] {
+        let leader = cluster.leader(Duration::from_secs(20)).unwrap();
+        let due = anchor + TimeDelta::seconds(2 * k);
+        if let Ok(wait) = (due - real_now()).to_std() {
+            std::thread::sleep(wait);
+        }
+        cluster.kill(leader);
+        let next = cluster.leader(Duration::from_secs(20)).unwrap();
+        assert_ne!(next, leader);
+        cluster.spawn(leader).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    judge(&cluster);
+}
+
+#[test]
+fn a_rolling_restart_and_a_full_group_restart_lose_and_double_no_slot() {
+    let (mut cluster, _) = scheduled_cluster();
+    std::thread::sleep(Duration::from_secs(3));
+    // Rolling: each node in turn stops with SIGTERM (a leader hands over) and comes back.
+    for id in [1, 2, 3] {
+        assert!(cluster.terminate(id), "node {id} exits cleanly on SIGTERM");
+        cluster.leader(Duration::from_secs(20)).unwrap();
+        cluster.spawn(id).unwrap();
+        cluster
+            .eventually(Duration::from_secs(20), "the restarted node following", || {
+                cluster.ctl_json(id, &["cluster", "status"])?["leaderId"].as_u64()
+            })
+            .unwrap();
+    }
+    // Full group: every node killed at once; three real seconds (three group hours, a slot
+    // and a half) pass with no leader at all; the owed slots fire late or coalesce.
+    for id in [1, 2, 3] {
+        cluster.kill(id);
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    for id in [1, 2, 3] {
+        cluster.spawn(id).unwrap();
+    }
+    cluster.leader(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
     judge(&cluster);
 }
