@@ -46,9 +46,11 @@ fn stork_resources_drive_the_scheduler_and_results_come_back_as_resources() {
         "namespace.json",
         &[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}})],
     );
+    // The policy first: a schedule whose policy arrives later owes slots only from then on
+    // (its creation slot would be past), and the controller mirrors kinds in any order.
     apply(
         &kubeconfig,
-        "stork.json",
+        "policy.json",
         &[
             json!({"apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "SchedulePolicy",
             "metadata": {"name": "every-minute"}, "policy": {"interval": {"intervalMinutes": 1}}}),
@@ -57,6 +59,15 @@ fn stork_resources_drive_the_scheduler_and_results_come_back_as_resources() {
             "spec": {"config": {"clusters": {"dest": {"server": "https://127.0.0.1:1"}},
                 "users": {"admin": {"token": "t"}}, "contexts": {"dest-admin": {"cluster": "dest", "user": "admin"}},
                 "current-context": "dest-admin"}, "options": {}}}),
+        ],
+    );
+    group.eventually(Duration::from_secs(30), "the policy in the catalog", || {
+        ctl(&["get", "schedulepolicy", "every-minute"]).0.then_some(())
+    });
+    apply(
+        &kubeconfig,
+        "stork.json",
+        &[
             json!({"apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "MigrationSchedule",
             "metadata": {"name": "apps-dr", "namespace": "apps"},
             "spec": {"schedulePolicyName": "every-minute",
