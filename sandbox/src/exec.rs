@@ -28,7 +28,8 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role};
 
 use crate::error::{ApiError, ApiResult};
 use crate::http::{ResBody, Shared};
@@ -71,6 +72,29 @@ pub(crate) fn handle(
             "pods/exec is off in this sandbox (it runs no containers); start it with --exec-root DIR to run exec commands as local processes in DIR/{namespace}/{pod}"
         )));
     };
+    let mut call = Call {
+        namespace,
+        pod,
+        container: String::new(),
+        command: Vec::new(),
+        stdin: false,
+        protocol: V4,
+    };
+    for pair in req.uri().query().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = crate::http::decode(value);
+        match name {
+            "command" => call.command.push(value),
+            "container" => call.container = value,
+            "stdin" => call.stdin = matches!(value.as_str(), "true" | "1"),
+            _ => {}
+        }
+    }
+    if call.command.is_empty() {
+        return Err(ApiError::bad_request("you must specify at least 1 command"));
+    }
+    // The pod first, so a client that falls back to SPDY still learns what is wrong.
+    let env = check_pod(shared, &mut call)?;
     let header = |name: &str| {
         req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
     };
@@ -91,28 +115,7 @@ pub(crate) fn handle(
             offered.join(", ")
         ))
     })?;
-    let mut call = Call {
-        namespace,
-        pod,
-        container: String::new(),
-        command: Vec::new(),
-        stdin: false,
-        protocol,
-    };
-    for pair in req.uri().query().unwrap_or_default().split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = crate::http::decode(value);
-        match name {
-            "command" => call.command.push(value),
-            "container" => call.container = value,
-            "stdin" => call.stdin = matches!(value.as_str(), "true" | "1"),
-            _ => {}
-        }
-    }
-    if call.command.is_empty() {
-        return Err(ApiError::bad_request("you must specify at least 1 command"));
-    }
-    let env = check_pod(shared, &mut call)?;
+    call.protocol = protocol;
     let mut response = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -223,7 +226,7 @@ where
                 None,
             );
             let _ = sink.send(frame(3, status.to_string().as_bytes())).await;
-            let _ = sink.close().await;
+            let _ = sink.send(normal_close()).await;
             return;
         }
     };
@@ -298,7 +301,7 @@ where
         Err(error) => failure("InternalError", &format!("waiting for the command: {error}"), None),
     };
     let _ = sink.send(frame(3, status.to_string().as_bytes())).await;
-    let _ = sink.close().await;
+    let _ = sink.send(normal_close()).await;
 }
 
 /// Kills a process group (the command and everything it started) when dropped armed.
@@ -332,6 +335,12 @@ async fn pump(mut reader: Box<dyn AsyncReadUnpin>, channel: u8, tx: mpsc::Sender
             }
         }
     }
+}
+
+/// A close frame with code 1000: client-go reads only a normal closure as the end of the
+/// streams (a bare close, 1005, is an error to kubectl and hides the exit status).
+fn normal_close() -> Message {
+    Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() }))
 }
 
 fn frame(channel: u8, data: &[u8]) -> Message {
