@@ -2,7 +2,7 @@
 //! clock running an hour a second, an interval and a daily schedule, and the leader paused
 //! (SIGSTOP) for longer than an election takes, then resumed, or killed (SIGKILL) and
 //! restarted, or killed at the moment slots fall due; a rolling restart (SIGTERM) and a full
-//! group restart. Only `avocetctl` is used to look: no slot fired twice, every slot fired or
+//! group restart; on five nodes, the leader paused and a follower killed at once. Only `avocetctl` is used to look: no slot fired twice, every slot fired or
 //! coalesced, none early; the old leader rejoins as a follower.
 
 // Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
@@ -44,17 +44,17 @@ const SCALE: i32 = 3600;
 /// Starts three nodes on an hour-a-second clock and applies the schedule; returns the
 /// cluster and its leader.
 fn scheduled_cluster() -> (Cluster, u64) {
-    let (cluster, leader, _) = scheduled_cluster_at();
+    let (cluster, leader, _) = scheduled_cluster_at(3);
     (cluster, leader)
 }
 
 /// As [`scheduled_cluster`], and returns the real instant of the schedule's first interval
 /// slot (its creation), from which its slots come every 2 real seconds.
-fn scheduled_cluster_at() -> (Cluster, u64, DateTime<Utc>) {
+fn scheduled_cluster_at(nodes: u64) -> (Cluster, u64, DateTime<Utc>) {
     let epoch = real_now().with_nanosecond(0).unwrap();
     let epoch_text = epoch.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let cluster = Cluster::start(
-        3,
+        nodes,
         &[
             "--clock-scale",
             "3600",
@@ -149,7 +149,7 @@ fn a_leader_killed_and_restarted_loses_and_doubles_no_slot() {
 
 #[test]
 fn leaders_killed_as_slots_fall_due_lose_and_double_no_slot() {
-    let (mut cluster, _, anchor) = scheduled_cluster_at();
+    let (mut cluster, _, anchor) = scheduled_cluster_at(3);
     // Interval slots come every 2 real seconds from the anchor; kill the leader at the very
     // moment of three of them (mid-fire: the planner is proposing, or the entry committing).
     for k in [2, 5, 8] {
@@ -192,6 +192,31 @@ fn a_rolling_restart_and_a_full_group_restart_lose_and_double_no_slot() {
         cluster.spawn(id).unwrap();
     }
     cluster.leader(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    judge(&cluster);
+}
+
+#[test]
+fn five_nodes_keep_firing_with_the_leader_paused_and_a_follower_killed() {
+    let (mut cluster, leader, _) = scheduled_cluster_at(5);
+    std::thread::sleep(Duration::from_secs(3));
+    // Two of five down at once (a minority): the paused leader and one follower.
+    let follower = (1..=5).find(|id| *id != leader).unwrap();
+    cluster.pause(leader);
+    cluster.kill(follower);
+    let next = cluster.leader(Duration::from_secs(20)).unwrap();
+    assert!(next != leader && next != follower, "a live node leads: {next}");
+    std::thread::sleep(Duration::from_secs(3));
+    cluster.resume(leader);
+    cluster.spawn(follower).unwrap();
+    for id in [leader, follower] {
+        cluster
+            .eventually(Duration::from_secs(20), "the node following the new leader", || {
+                let status = cluster.ctl_json(id, &["cluster", "status"])?;
+                (status["leaderId"].as_u64()? != leader).then_some(())
+            })
+            .unwrap();
+    }
     std::thread::sleep(Duration::from_secs(3));
     judge(&cluster);
 }
