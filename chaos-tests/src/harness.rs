@@ -5,7 +5,8 @@
 //!
 //! The binaries are the workspace's own: `AVOCET_BIN_DIR` if set, else the target directory
 //! the running test was built into (`cargo build -p avocet-cli --bins` makes them; a workspace
-//! test run builds them for the cli's tests anyway).
+//! test run builds them for the cli's tests anyway). The cli's own tests hand in theirs
+//! ([`Cluster::start_with`]), so the same harness serves both suites.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -16,8 +17,26 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// The admin token every harness node accepts.
-pub const ADMIN_TOKEN: &str = "chaos-admin-token";
-const PEER_TOKEN: &str = "chaos-peer-token";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+const PEER_TOKEN: &str = "peer-token-for-tests";
+
+/// A schedule both failover suites apply: a policy with two-hour intervals and a 06:30 daily
+/// slot, and the MigrationSchedule `apps/app` on it.
+pub const BUSY_SCHEDULE: &str = "
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: SchedulePolicy
+metadata: {name: busy}
+policy:
+  interval: {intervalMinutes: 120, retain: 1000}
+  daily: {time: \"06:30AM\", retain: 1000}
+---
+apiVersion: stork.libopenstorage.org/v1alpha1
+kind: MigrationSchedule
+metadata: {name: app, namespace: apps}
+spec:
+  schedulePolicyName: busy
+  template: {spec: {clusterPair: remote, namespaces: [apps]}}
+";
 
 /// Where the `avocet` and `avocetctl` binaries are.
 #[derive(Debug, Clone)]
@@ -98,7 +117,11 @@ fn signal(pid: u32, signal: &str) {
 impl Cluster {
     /// Starts `count` nodes, node 1 bootstrapping, each with `extra` flags.
     pub fn start(count: u64, extra: &[&str]) -> Result<Cluster, String> {
-        let binaries = Binaries::locate()?;
+        Cluster::start_with(Binaries::locate()?, count, extra)
+    }
+
+    /// Starts `count` nodes of the given binaries, node 1 bootstrapping, with `extra` flags.
+    pub fn start_with(binaries: Binaries, count: u64, extra: &[&str]) -> Result<Cluster, String> {
         // Every port is held until all are picked, so no two are the same.
         let held: Vec<TcpListener> = (0..count * 3)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
@@ -133,6 +156,11 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Returns node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
     fn peers(&self) -> String {
         let peers: Vec<String> =
             self.nodes.iter().map(|(id, node)| format!("{id}={}", node.raft)).collect();
@@ -141,7 +169,7 @@ impl Cluster {
 
     /// Starts (or restarts) node `id` with the same command line every time.
     pub fn spawn(&mut self, id: u64) -> Result<(), String> {
-        let data_dir = self.dir.path().join(format!("node-{id}"));
+        let data_dir = self.data_dir(id);
         let log_path = self.dir.path().join(format!("node-{id}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -197,6 +225,14 @@ impl Cluster {
         let _ = process.kill();
         let _ = process.wait();
         false
+    }
+
+    /// Stops every running node with SIGTERM, as [`Cluster::terminate`] does; returns, node by
+    /// node, whether each exited cleanly.
+    pub fn terminate_all(&mut self) -> Vec<bool> {
+        let running: Vec<u64> =
+            self.nodes.iter().filter(|(_, node)| node.running()).map(|(id, _)| *id).collect();
+        running.into_iter().map(|id| self.terminate(id)).collect()
     }
 
     /// Pauses node `id` with SIGSTOP: it neither answers nor sends until [`Cluster::resume`].
@@ -281,7 +317,7 @@ impl Cluster {
             }
             std::thread::sleep(step);
         }
-        Err(format!("no {what} within {timeout:?}; {}", self.log_tails(20)))
+        Err(format!("no {what} within {timeout:?}; logs:\n{}", self.log_tails(200)))
     }
 
     /// Returns the last `lines` lines of every node's log.

@@ -27,6 +27,10 @@ pub struct Accounting {
     pub accounted: u64,
     /// The slots from the first fire to the last accounted slot, one `step` apart.
     pub expected: u64,
+    /// The first slot fired.
+    pub first: DateTime<Utc>,
+    /// The last slot fired or coalesced.
+    pub last: DateTime<Utc>,
 }
 
 /// Returns the instant written between `before` and `after` in `message`.
@@ -115,6 +119,8 @@ pub fn judge(
             fired: fired.len(),
             accounted,
             expected,
+            first,
+            last,
         }))
     } else {
         Err(violations)

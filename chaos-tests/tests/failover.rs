@@ -13,24 +13,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::Value;
 
-use avocet_chaos_tests::harness::Cluster;
+use avocet_chaos_tests::harness::{BUSY_SCHEDULE, Cluster};
 use avocet_chaos_tests::oracle;
-
-const OBJECTS: &str = "
-apiVersion: stork.libopenstorage.org/v1alpha1
-kind: SchedulePolicy
-metadata: {name: busy}
-policy:
-  interval: {intervalMinutes: 120, retain: 1000}
-  daily: {time: \"06:30AM\", retain: 1000}
----
-apiVersion: stork.libopenstorage.org/v1alpha1
-kind: MigrationSchedule
-metadata: {name: app, namespace: apps}
-spec:
-  schedulePolicyName: busy
-  template: {spec: {clusterPair: remote, namespaces: [apps]}}
-";
 
 /// Reads the real time: the scaled clock starts from it, and faults are aimed at slots by it.
 #[allow(clippy::disallowed_methods)]
@@ -71,7 +55,7 @@ fn scheduled_cluster_at(nodes: u64) -> (Cluster, u64, DateTime<Utc>) {
     .unwrap();
     let leader = cluster.leader(Duration::from_secs(30)).unwrap();
     let file = cluster.dir().join("objects.yaml");
-    std::fs::write(&file, OBJECTS).unwrap();
+    std::fs::write(&file, BUSY_SCHEDULE).unwrap();
     let (ok, out, err) = cluster.ctl(leader, &["apply", "-f", file.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
     let schedule =
