@@ -121,7 +121,23 @@ impl Cluster {
     }
 
     /// Starts `count` nodes of the given binaries, node 1 bootstrapping, with `extra` flags.
+    ///
+    /// Ports are picked free and released just before the nodes bind them, so another test
+    /// may take one in between; a group whose node could not bind is stopped and started
+    /// again on new ports (three tries).
     pub fn start_with(binaries: Binaries, count: u64, extra: &[&str]) -> Result<Cluster, String> {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut cluster = Cluster::spawn_all(binaries.clone(), count, extra)?;
+            match cluster.lost_a_port() {
+                None => return Ok(cluster),
+                Some(problem) => last = problem,
+            }
+        }
+        Err(format!("the group did not start in three tries: {last}"))
+    }
+
+    fn spawn_all(binaries: Binaries, count: u64, extra: &[&str]) -> Result<Cluster, String> {
         // Every port is held until all are picked, so no two are the same.
         let held: Vec<TcpListener> = (0..count * 3)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
@@ -149,6 +165,38 @@ impl Cluster {
             cluster.spawn(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Waits (at most 10 s) until every node listens (its metrics port, bound last, accepts)
+    /// or has exited; returns the log line of a node that exited for a port in use.
+    fn lost_a_port(&mut self) -> Option<String> {
+        let mut waiting: Vec<u64> = self.nodes.keys().copied().collect();
+        for _ in 0..200 {
+            waiting.retain(|id| {
+                let node = &self.nodes[id];
+                std::net::TcpStream::connect(&node.metrics).is_err()
+            });
+            let mut exited = None;
+            for id in &waiting {
+                let node = self.nodes.get_mut(id)?;
+                if let Some(process) = node.process.as_mut()
+                    && let Ok(Some(_)) = process.try_wait()
+                {
+                    exited = Some(*id);
+                }
+            }
+            if let Some(id) = exited {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("node-{id}.log")))
+                    .unwrap_or_default();
+                let line = log.lines().find(|l| l.contains("Address already in use"))?;
+                return Some(format!("node {id}: {line}"));
+            }
+            if waiting.is_empty() {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 
     /// Returns the folder the cluster keeps its data and logs in.
