@@ -11,10 +11,10 @@
 //! do that).
 //!
 //! [`harness`] starts real `avocet serve` processes on loopback and kills, pauses and restarts
-//! them; [`oracle`] judges what they did only through the public API (`avocetctl`'s events
-//! and migrations). The nemesis that mixes faults on a seeded plan, partitions, worker and S3
+//! them; [`oracle`] (the scheduler's, re-exported; `avocet demo` uses it too) judges what they
+//! did only through the public API (`avocetctl`'s events and migrations). The nemesis that mixes faults on a seeded plan, partitions, worker and S3
 //! faults, and the `chaos` soak binary come next.
 
 pub mod harness;
-pub mod oracle;
+pub use avocet_scheduler::oracle;
 pub mod sim;

@@ -11,5 +11,6 @@
 //! Exit codes: 0 success, 1 bad input or failed validation, 2 bad usage (clap).
 
 pub mod ctl;
+mod demo;
 mod output;
 pub mod service;

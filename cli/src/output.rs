@@ -2,6 +2,18 @@
 
 use std::io::{self, Write};
 
+/// A byte count for people.
+pub(crate) fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
 /// Collects rows under a header and writes them with aligned columns.
 #[derive(Debug, Clone)]
 pub(crate) struct Table {

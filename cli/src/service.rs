@@ -1,4 +1,4 @@
-//! The `avocet` binary: `serve`, `worker` and `sandbox` today; `demo` as its issue lands.
+//! The `avocet` binary: `serve`, `worker`, `sandbox` and `demo`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -27,6 +27,10 @@ enum Command {
     /// Runs a worker pool as its own process: leases migrations from the scheduler group and
     /// runs them (volumes through the store, objects to the destination).
     Worker(WorkerArgs),
+    /// Runs the whole story on this machine in about a minute: a 3-node scheduler group, two
+    /// sandbox clusters with a sample app, scheduled migrations with the leader killed
+    /// mid-way, the slots checked, then failover to the destination.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -197,8 +201,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let json = matches!(&cli.command, Command::Serve(args) if args.log_format == LogFormat::Json);
+    // The demo talks to its user on stdout; its own logs are for when something goes wrong.
+    let default =
+        if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info,openraft=warn" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let logs = tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter);
     if json {
         logs.json().init();
@@ -209,6 +216,10 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Command::Serve(args) => serve(*args),
         Command::Sandbox(args) => sandbox(args),
         Command::Worker(args) => worker(args),
+        Command::Demo(args) => match crate::demo::run(args, &mut std::io::stdout().lock()) {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,6 +26,7 @@ pub mod catalog;
 pub mod clock;
 pub mod command;
 pub mod invariants;
+pub mod oracle;
 pub mod planner;
 pub mod timing;
 

@@ -834,11 +834,13 @@ async fn copy_volume(
         config.destination.restore(&job, &volume, report.run)
     })
     .await?;
-    let kind = if report.full { "full" } else { "incremental" };
-    let reason = format!(
-        "Migration successful for volume ({kind} run {}: {} files changed, {} bytes sent)",
-        report.run, report.files_changed, report.bytes_uploaded
-    );
+    let reason = crate::volumes::VolumeSent {
+        full: report.full,
+        run: report.run,
+        files_changed: report.files_changed,
+        bytes_sent: report.bytes_uploaded,
+    }
+    .to_string();
     Ok((report.bytes_total, path, reason))
 }
 

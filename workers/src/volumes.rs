@@ -32,6 +32,55 @@ impl Volume {
     }
 }
 
+/// What one volume's copy sent, as a successful migration's volume `reason` says it:
+/// `Migration successful for volume (full run 1: 8 files changed, 812345 bytes sent)`.
+/// The pool writes it with [`Display`](std::fmt::Display) and readers (`avocet demo`) parse it
+/// back with [`VolumeSent::parse`], so the two cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VolumeSent {
+    /// Whether every file was read (the first run, or `mode: DisasterRecovery` resyncs).
+    pub full: bool,
+    /// The run of the volume in the store.
+    pub run: u64,
+    /// Files added or changed since the previous run.
+    pub files_changed: u64,
+    /// Bytes written to the store (chunks the store lacked, indexes and the manifest).
+    pub bytes_sent: u64,
+}
+
+impl std::fmt::Display for VolumeSent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.full { "full" } else { "incremental" };
+        write!(
+            f,
+            "Migration successful for volume ({kind} run {}: {} files changed, {} bytes sent)",
+            self.run, self.files_changed, self.bytes_sent
+        )
+    }
+}
+
+impl VolumeSent {
+    /// Reads a volume reason written by [`Display`](std::fmt::Display); `None` for any other
+    /// reason (a failure, or one written by Stork).
+    pub fn parse(reason: &str) -> Option<VolumeSent> {
+        let inner = reason.strip_prefix("Migration successful for volume (")?.strip_suffix(')')?;
+        let (head, tail) = inner.split_once(": ")?;
+        let full = match head.split(' ').next()? {
+            "full" => true,
+            "incremental" => false,
+            _ => return None,
+        };
+        let run = head.strip_prefix(if full { "full run " } else { "incremental run " })?;
+        let (files, bytes) = tail.split_once(" files changed, ")?;
+        Some(VolumeSent {
+            full,
+            run: run.parse().ok()?,
+            files_changed: files.parse().ok()?,
+            bytes_sent: bytes.strip_suffix(" bytes sent")?.parse().ok()?,
+        })
+    }
+}
+
 /// What a source found: the volumes it can copy and the claims it cannot, with why.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Found {
@@ -105,5 +154,27 @@ impl VolumeSource for DirectoryVolumes {
             found.volumes.sort_by(|a, b| (&a.namespace, &a.claim).cmp(&(&b.namespace, &b.claim)));
             Ok(found)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_volume_reason_reads_back_what_was_written() {
+        for sent in [
+            VolumeSent { full: true, run: 1, files_changed: 8, bytes_sent: 812_345 },
+            VolumeSent { full: false, run: 12, files_changed: 0, bytes_sent: 0 },
+        ] {
+            assert_eq!(VolumeSent::parse(&sent.to_string()), Some(sent));
+        }
+        assert_eq!(VolumeSent::parse("Migration successful for volume"), None);
+        assert_eq!(
+            VolumeSent::parse(
+                "Migration successful for volume (partial run 1: 1 files changed, 2 bytes sent)"
+            ),
+            None
+        );
     }
 }

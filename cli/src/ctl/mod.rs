@@ -287,61 +287,70 @@ struct PreviewArgs {
 
 /// Runs `avocetctl` with `args` (the program name first) and returns its exit code.
 pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    run(args, &mut io::stdout().lock(), &mut io::stderr().lock())
+}
+
+/// Runs `avocetctl` with `args` (the program name first), writing to `out` and `err`, and
+/// returns its exit code; `avocet demo` runs the commands it shows this way. Call it outside
+/// an async runtime: the server verbs run their own.
+pub fn run(
+    args: impl IntoIterator<Item = OsString>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> ExitCode {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             // Help and version go to stdout with exit 0; usage errors to stderr with exit 2.
-            let _ = error.print();
+            let text = error.render().to_string();
+            let _ = if error.use_stderr() {
+                err.write_all(text.as_bytes())
+            } else {
+                out.write_all(text.as_bytes())
+            };
             return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
         }
     };
-    let mut out = io::stdout().lock();
-    let mut err = io::stderr().lock();
     let result = match cli.command {
-        Command::Validate(args) => validate::run(&args, &mut out, &mut err),
-        Command::Schedule(ScheduleCommand::Preview(args)) => {
-            preview::run(&args, &mut out, &mut err)
-        }
-        Command::Cluster(command) => cluster::run(&cli.server, command, &mut out),
-        Command::Apply { file, namespace, dry_run } => read_input(&file).and_then(|text| {
-            catalog::apply(&cli.server, text, namespace, dry_run, &mut out, &mut err)
-        }),
+        Command::Validate(args) => validate::run(&args, out, err),
+        Command::Schedule(ScheduleCommand::Preview(args)) => preview::run(&args, out, err),
+        Command::Cluster(command) => cluster::run(&cli.server, command, out),
+        Command::Apply { file, namespace, dry_run } => read_input(&file)
+            .and_then(|text| catalog::apply(&cli.server, text, namespace, dry_run, out, err)),
         Command::Get(get)
             if get.kind.eq_ignore_ascii_case("events")
                 || get.kind.eq_ignore_ascii_case("event") =>
         {
-            catalog::events(&cli.server, get, &mut out)
+            catalog::events(&cli.server, get, out)
         }
-        Command::Get(get) => catalog::get(&cli.server, get, &mut out),
+        Command::Get(get) => catalog::get(&cli.server, get, out),
         Command::Delete { kind, names, namespace } => {
-            catalog::delete(&cli.server, &kind, &names, namespace, &mut out)
+            catalog::delete(&cli.server, &kind, &names, namespace, out)
         }
         Command::Suspend(args) | Command::Resume(args) if !is_schedule_kind(&args.kind) => Err(
             anyhow::anyhow!("{:?}: only migrationschedule can be suspended or resumed", args.kind),
         ),
         Command::Suspend(args) => {
-            catalog::set_suspend(&cli.server, &args.names, args.namespace, true, &mut out)
+            catalog::set_suspend(&cli.server, &args.names, args.namespace, true, out)
         }
         Command::Resume(args) => {
-            catalog::set_suspend(&cli.server, &args.names, args.namespace, false, &mut out)
+            catalog::set_suspend(&cli.server, &args.names, args.namespace, false, out)
         }
         Command::Create(CreateCommand::Migration(args)) => {
-            catalog::create_migration(&cli.server, args, &mut out)
+            catalog::create_migration(&cli.server, args, out)
         }
         Command::Cancel(CancelCommand::Migration { name, namespace }) => {
-            catalog::cancel_migration(&cli.server, &name, namespace, &mut out)
+            catalog::cancel_migration(&cli.server, &name, namespace, out)
         }
-        Command::Generate(args) => generate::run(&args, &mut out),
+        Command::Generate(args) => generate::run(&args, out),
         Command::Activate(args) => {
-            activate::run(&args, avocet_workers::resources::activate::Direction::Activate, &mut out)
+            activate::run(&args, avocet_workers::resources::activate::Direction::Activate, out)
         }
-        Command::Snapshot(command) => snapshot::run(command, &mut out),
-        Command::Credentials(command) => credentials::run(&cli.server, command, &mut out),
-        Command::Deactivate(args) => activate::run(
-            &args,
-            avocet_workers::resources::activate::Direction::Deactivate,
-            &mut out,
-        ),
+        Command::Snapshot(command) => snapshot::run(command, out),
+        Command::Credentials(command) => credentials::run(&cli.server, command, out),
+        Command::Deactivate(args) => {
+            activate::run(&args, avocet_workers::resources::activate::Direction::Deactivate, out)
+        }
     };
     match result {
         Ok(code) => code,

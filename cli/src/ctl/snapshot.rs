@@ -19,6 +19,7 @@ use avocet_transfer::store::StoreUrl;
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::OutputFormat;
+use crate::output::size;
 
 /// The largest key file read.
 const KEY_FILE_MAX: u64 = 1024 * 1024;
@@ -218,16 +219,4 @@ fn end_progress(bar: tokio::task::JoinHandle<()>) {
     if std::io::stderr().is_terminal() {
         let _ = write!(std::io::stderr(), "\r\x1b[K");
     }
-}
-
-/// A byte count for people.
-fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }

@@ -13,3 +13,4 @@ mod t05_pairs;
 mod t06_controller;
 mod t07_migrate;
 mod t08_credentials;
+mod t09_demo;

@@ -1,6 +1,6 @@
-//! The oracle of the real-process tests: it judges only what the public API shows, the
-//! `Fired` and `Coalesced` events (`avocetctl get events -o json`) and the migrations' slot
-//! annotations (`avocetctl get migration -o json`).
+//! The oracle of the real-process tests and `avocet demo`: it judges only what the public API
+//! shows, the `Fired` and `Coalesced` events (`avocetctl get events -o json`, written by
+//! [`crate::apply`]) and the migrations' slot annotations (`avocetctl get migration -o json`).
 //!
 //! - EO-1: no (schedule, policy type, slot) fired twice.
 //! - EO-2: every slot of a policy type from its first fire to its last accounted slot was
