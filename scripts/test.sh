@@ -22,6 +22,12 @@ if ! python3 -c 'import zoneinfo; zoneinfo.ZoneInfo("Australia/Lord_Howe")' >/de
   python3 -m pip install --quiet "tzdata==${TZDATA_VERSION}"
 fi
 
+# The partition tests put each node in a network namespace of its own (ip netns, veth).
+if ! command -v ip >/dev/null 2>&1; then
+  say "installing iproute2"
+  apt-get update -qq && apt-get install -y -qq iproute2
+fi
+
 # The sandbox API server is proven with a real kubectl (any version from 1.20 on works).
 if ! command -v kubectl >/dev/null 2>&1; then
   say "installing kubectl (Debian kubernetes-client ${KUBECTL_DEB_VERSION})"

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::netns::Net;
+
 /// The admin token every harness node accepts.
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 const PEER_TOKEN: &str = "peer-token-for-tests";
@@ -104,6 +106,8 @@ pub struct Cluster {
     dir: tempfile::TempDir,
     extra: Vec<String>,
     binaries: Binaries,
+    /// The network namespaces the nodes run in, if they do (dropped after the processes).
+    net: Option<Net>,
 }
 
 /// Sends `signal` (a name such as `STOP`) to process `pid`.
@@ -160,11 +164,66 @@ impl Cluster {
         drop(held);
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster { nodes, dir, extra, binaries };
+        let mut cluster = Cluster { nodes, dir, extra, binaries, net: None };
         for id in 1..=count {
             cluster.spawn(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts `count` nodes as [`Cluster::start`] does, each in a network namespace of its own
+    /// (see [`crate::netns`]) at `10.77.0.<id>` on the default ports 9001, 9010 and 9002, so
+    /// that a test can partition them with [`Cluster::net`].
+    pub fn start_in_namespaces(count: u64, extra: &[&str]) -> Result<Cluster, String> {
+        let binaries = Binaries::locate()?;
+        let ids: Vec<u64> = (1..=count).collect();
+        let net = Net::create(&ids)?;
+        let nodes = ids
+            .iter()
+            .map(|id| {
+                let host = net.address(*id);
+                let node = Node {
+                    api: format!("{host}:9001"),
+                    raft: format!("{host}:9010"),
+                    metrics: format!("{host}:9002"),
+                    process: None,
+                    paused: false,
+                };
+                (*id, node)
+            })
+            .collect();
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let mut cluster = Cluster { nodes, dir, extra, binaries, net: Some(net) };
+        for id in ids {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// The namespaces the nodes run in, when started by [`Cluster::start_in_namespaces`].
+    pub fn net(&self) -> Option<&Net> {
+        self.net.as_ref()
+    }
+
+    /// A command that runs `program` where the nodes are reached: in the hub namespace when
+    /// they run in namespaces, else here.
+    fn command_for(&self, program: &Path, node: Option<u64>) -> Command {
+        match (&self.net, node) {
+            (Some(net), Some(id)) => {
+                let prefix = net.exec_in(id);
+                let mut command = Command::new(&prefix[0]);
+                command.args(&prefix[1..]).arg(program);
+                command
+            }
+            (Some(net), None) => {
+                let prefix = net.exec_in_hub();
+                let mut command = Command::new(&prefix[0]);
+                command.args(&prefix[1..]).arg(program);
+                command
+            }
+            (None, _) => Command::new(program),
+        }
     }
 
     /// Waits (at most 10 s) until every node listens (its metrics port, bound last, accepts)
@@ -225,8 +284,8 @@ impl Cluster {
             .open(&log_path)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let peers = self.peers();
+        let mut command = self.command_for(&self.binaries.avocet, Some(id));
         let node = self.nodes.get_mut(&id).ok_or_else(|| format!("no node {id}"))?;
-        let mut command = Command::new(&self.binaries.avocet);
         command
             .args(["serve", "--id", &id.to_string(), "--listen", &node.api])
             .args(["--raft-listen", &node.raft, "--peers", &peers, "--data-dir"])
@@ -306,7 +365,8 @@ impl Cluster {
     /// Runs `avocetctl` with the admin token against node `id`: (success, stdout, stderr).
     pub fn ctl(&self, id: u64, args: &[&str]) -> (bool, String, String) {
         let server = self.nodes.get(&id).map(|node| format!("http://{}", node.api));
-        let output = Command::new(&self.binaries.avocetctl)
+        let output = self
+            .command_for(&self.binaries.avocetctl, None)
             .args(["--server", server.as_deref().unwrap_or("http://127.0.0.1:1")])
             .args(args)
             .env("AVOCET_TOKEN", ADMIN_TOKEN)
@@ -330,11 +390,18 @@ impl Cluster {
 
     /// Returns the leader the running, unpaused nodes agree on, waiting at most `timeout`.
     pub fn leader(&self, timeout: Duration) -> Result<u64, String> {
+        let all: Vec<u64> = self.nodes.keys().copied().collect();
+        self.leader_among(&all, timeout)
+    }
+
+    /// Returns the leader the running, unpaused nodes of `ids` agree on (one of them), waiting
+    /// at most `timeout`: the side of a partition that can elect one.
+    pub fn leader_among(&self, ids: &[u64], timeout: Duration) -> Result<u64, String> {
         self.eventually(timeout, "an agreed leader", || {
             let live: Vec<u64> = self
                 .nodes
                 .iter()
-                .filter(|(_, node)| node.running() && !node.paused)
+                .filter(|(id, node)| ids.contains(id) && node.running() && !node.paused)
                 .map(|(id, _)| *id)
                 .collect();
             let views: Vec<Option<u64>> = live

@@ -16,5 +16,7 @@
 //! faults, and the `chaos` soak binary come next.
 
 pub mod harness;
+pub mod netns;
+pub mod scenario;
 pub use avocet_scheduler::oracle;
 pub mod sim;

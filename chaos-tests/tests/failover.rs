@@ -10,20 +10,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Timelike, Utc};
-use serde_json::Value;
+use chrono::{DateTime, TimeDelta, Utc};
 
-use avocet_chaos_tests::harness::{BUSY_SCHEDULE, Cluster};
-use avocet_chaos_tests::oracle;
-
-/// Reads the real time: the scaled clock starts from it, and faults are aimed at slots by it.
-#[allow(clippy::disallowed_methods)]
-fn real_now() -> DateTime<Utc> {
-    Utc::now()
-}
-
-/// Runs the group's clock this many times as fast as real time.
-const SCALE: i32 = 3600;
+use avocet_chaos_tests::harness::Cluster;
+use avocet_chaos_tests::scenario::{self, real_now};
 
 /// Starts three nodes on an hour-a-second clock and applies the schedule; returns the
 /// cluster and its leader.
@@ -35,60 +25,21 @@ fn scheduled_cluster() -> (Cluster, u64) {
 /// As [`scheduled_cluster`], and returns the real instant of the schedule's first interval
 /// slot (its creation), from which its slots come every 2 real seconds.
 fn scheduled_cluster_at(nodes: u64) -> (Cluster, u64, DateTime<Utc>) {
-    let epoch = real_now().with_nanosecond(0).unwrap();
-    let epoch_text = epoch.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let cluster = Cluster::start(
-        nodes,
-        &[
-            "--clock-scale",
-            "3600",
-            "--clock-epoch",
-            &epoch_text,
-            "--stage-deadline",
-            "48h",
-            "--heartbeat-ms",
-            "50",
-            "--election-timeout-ms",
-            "300-600",
-        ],
-    )
-    .unwrap();
+    let epoch = scenario::epoch_now();
+    let flags = scenario::fast_flags(epoch);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(nodes, &flags).unwrap();
     let leader = cluster.leader(Duration::from_secs(30)).unwrap();
-    let file = cluster.dir().join("objects.yaml");
-    std::fs::write(&file, BUSY_SCHEDULE).unwrap();
-    let (ok, out, err) = cluster.ctl(leader, &["apply", "-f", file.to_str().unwrap()]);
-    assert!(ok, "{out}{err}");
-    let schedule =
-        cluster.ctl_json(leader, &["get", "migrationschedule", "app", "-n", "apps"]).unwrap();
-    let created = schedule["metadata"]["creationTimestamp"].as_str().unwrap();
-    let created = DateTime::parse_from_rfc3339(created).unwrap().to_utc();
-    // The group reads epoch + (real - epoch) × SCALE, so a group instant t is real epoch +
-    // (t - epoch) / SCALE.
-    let anchor = epoch + (created - epoch) / SCALE;
+    let anchor = scenario::schedule(&cluster, leader, epoch).unwrap();
     (cluster, leader, anchor)
 }
 
-/// Suspends the schedule, then judges every policy type through the public API.
+/// Suspends the schedule, then judges every policy type through the public API: about 12 s
+/// at an hour a second gives several interval slots, and a daily one or none.
 fn judge(cluster: &Cluster) {
-    let leader = cluster.leader(Duration::from_secs(30)).unwrap();
-    let (ok, out, err) =
-        cluster.ctl(leader, &["suspend", "migrationschedule", "app", "-n", "apps"]);
-    assert!(ok, "{out}{err}");
-    let events = cluster.ctl_json(leader, &["get", "events", "-n", "apps"]).unwrap();
-    let migrations = cluster.ctl_json(leader, &["get", "migration", "-n", "apps"]).unwrap();
-    let items = |list: &Value| list["items"].as_array().cloned().unwrap_or_default();
-    let (events, migrations) = (items(&events), items(&migrations));
-    for (policy_type, step) in [("Interval", TimeDelta::hours(2)), ("Daily", TimeDelta::days(1))] {
-        match oracle::judge(&events, &migrations, policy_type, step) {
-            // About 12 s at an hour a second: several interval slots, a daily one or none.
-            Ok(Some(accounting)) if policy_type == "Interval" => {
-                assert!(accounting.expected >= 4, "{accounting:?}")
-            }
-            Ok(None) if policy_type == "Interval" => panic!("no Interval slot fired"),
-            Ok(_) => {}
-            Err(violations) => panic!("{policy_type}: {violations:#?}"),
-        }
-    }
+    let accounted = scenario::judge(cluster).unwrap_or_else(|violations| panic!("{violations:#?}"));
+    let interval = accounted.iter().find(|a| a.policy_type == "Interval");
+    assert!(interval.is_some_and(|a| a.expected >= 4), "{accounted:?}");
 }
 
 #[test]

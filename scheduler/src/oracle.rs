@@ -4,12 +4,14 @@
 //!
 //! - EO-1: no (schedule, policy type, slot) fired twice.
 //! - EO-2: every slot of a policy type from its first fire to its last accounted slot was
-//!   fired or coalesced, exactly once in all (so nothing was lost across faults).
+//!   fired, buffered (fired while the schedule's migration ran, to start when it ends) or
+//!   coalesced, exactly once in all (so nothing was lost across faults).
 //! - T-1: no fire before its slot was due (the event's lateness is never negative, and each
 //!   kept migration's `fired-at` is at or after its `due-slot`).
 //!
 //! Events read `Scheduled migration (NAME) created for the Interval slot SLOT (0.004 s after it
-//! was due)` and `N [missed] Interval slot(s) from A to B coalesced into …`.
+//! was due)`, `Interval slot SLOT fired while migration (NAME) runs; it starts when that one
+//! ends` and `N [missed] Interval slot(s) from A to B coalesced into …`.
 
 use std::collections::BTreeSet;
 
@@ -67,11 +69,28 @@ pub fn judge(
         }
     }
     let mut fired = BTreeSet::new();
+    // Slots fired while the schedule's migration ran: each starts (and is Fired) later, or
+    // is still waiting; either way it is accounted once.
+    let mut buffered = BTreeSet::new();
     let mut accounted = 0u64;
     let mut last = None;
     for event in events {
         let message = event["message"].as_str().unwrap_or_default();
         match event["reason"].as_str().unwrap_or_default() {
+            "Buffered" if message.starts_with(&format!("{policy_type} slot ")) => {
+                let Some(slot) = between(message, &format!("{policy_type} slot "), " fired while")
+                else {
+                    violations.push(format!("unreadable Buffered event: {message}"));
+                    continue;
+                };
+                if !buffered.insert(slot) {
+                    violations.push(format!("EO-1: slot {slot} buffered twice: {message}"));
+                }
+                if !fired.contains(&slot) {
+                    accounted += 1;
+                }
+                last = last.max(Some(slot));
+            }
             "Fired" if message.contains(&format!(" for the {policy_type} slot ")) => {
                 let Some(slot) = between(message, &format!("{policy_type} slot "), " (") else {
                     violations.push(format!("unreadable Fired event: {message}"));
@@ -83,7 +102,9 @@ pub fn judge(
                 if !fired.insert(slot) {
                     violations.push(format!("EO-1: slot {slot} fired twice: {message}"));
                 }
-                accounted += 1;
+                if !buffered.contains(&slot) {
+                    accounted += 1;
+                }
                 last = last.max(Some(slot));
             }
             "Coalesced" if message.split(' ').take(3).any(|word| word == policy_type) => {
@@ -100,7 +121,11 @@ pub fn judge(
             _ => {}
         }
     }
-    let (Some(first), Some(last)) = (fired.first().copied(), last) else {
+    let first = match (fired.first(), buffered.first()) {
+        (Some(a), Some(b)) => Some(*a.min(b)),
+        (a, b) => a.or(b).copied(),
+    };
+    let (Some(first), Some(last)) = (first, last) else {
         if accounted > 0 {
             violations.push(format!("EO-2: {policy_type} slots were coalesced, none fired"));
         }
@@ -155,5 +180,40 @@ mod tests {
         ];
         let errors = judge(&early, &[], "Interval", step).unwrap_err();
         assert!(errors.iter().any(|e| e.starts_with("T-1")), "{errors:?}");
+    }
+
+    fn buffered(slot: &str) -> Value {
+        json!({"reason": "Buffered", "message": format!("Interval slot {slot} fired while migration (x) runs; it starts when that one ends")})
+    }
+
+    #[test]
+    fn a_buffered_slot_is_accounted_once_whether_or_not_it_started() {
+        let step = TimeDelta::hours(2);
+        let coalesced = json!({"reason": "Coalesced", "message": "1 Interval slot(s) from 2026-03-08T04:00:00Z to 2026-03-08T04:00:00Z coalesced into the Interval slot 2026-03-08T02:00:00Z waiting to start"});
+        // Still waiting behind the first migration.
+        let waiting =
+            [fired("2026-03-08T00:00:00Z"), buffered("2026-03-08T02:00:00Z"), coalesced.clone()];
+        let judged = judge(&waiting, &[], "Interval", step).unwrap().unwrap();
+        assert_eq!((judged.accounted, judged.expected, judged.fired), (3, 3, 1));
+        // Started later: its Fired event is the same slot, not another.
+        let started = [
+            fired("2026-03-08T00:00:00Z"),
+            buffered("2026-03-08T02:00:00Z"),
+            coalesced,
+            fired("2026-03-08T02:00:00Z"),
+        ];
+        let judged = judge(&started, &[], "Interval", step).unwrap().unwrap();
+        assert_eq!((judged.accounted, judged.expected, judged.fired), (3, 3, 2));
+        // Without the buffered slot, one is missing.
+        let lost = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T04:00:00Z")];
+        assert!(judge(&lost, &[], "Interval", step).is_err());
+        // Buffered twice is a slot fired twice.
+        let twice = [
+            fired("2026-03-08T00:00:00Z"),
+            buffered("2026-03-08T02:00:00Z"),
+            buffered("2026-03-08T02:00:00Z"),
+        ];
+        let errors = judge(&twice, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("EO-1")), "{errors:?}");
     }
 }
