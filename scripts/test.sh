@@ -9,6 +9,8 @@ S3S_FS_VERSION=0.14.1
 TZDATA_VERSION=2025.2
 # Debian bookworm's kubectl, used only where the machine has none (the image ships 1.32).
 KUBECTL_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
+# Debian bookworm's iproute2, used only where the machine has no `ip`.
+IPROUTE2_DEB_VERSION=6.1.0-3
 
 say() { printf '==> %s\n' "$*"; }
 
@@ -24,8 +26,8 @@ fi
 
 # The partition tests put each node in a network namespace of its own (ip netns, veth).
 if ! command -v ip >/dev/null 2>&1; then
-  say "installing iproute2"
-  apt-get update -qq && apt-get install -y -qq iproute2
+  say "installing iproute2 ${IPROUTE2_DEB_VERSION}"
+  apt-get update -qq && apt-get install -y -qq "iproute2=${IPROUTE2_DEB_VERSION}"
 fi
 
 # The sandbox API server is proven with a real kubectl (any version from 1.20 on works).
