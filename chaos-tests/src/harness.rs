@@ -78,6 +78,23 @@ impl Binaries {
     }
 }
 
+/// Measures real time: how long a fault lasts, and how long a failover took.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(std::time::Instant);
+
+impl Stopwatch {
+    /// Starts measuring.
+    #[allow(clippy::disallowed_methods)] // The chaos tests measure real time by design.
+    pub fn start() -> Stopwatch {
+        Stopwatch(std::time::Instant::now())
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed()
+    }
+}
+
 /// One node's addresses and, while it runs, its process.
 #[derive(Debug)]
 pub struct Node {
@@ -108,6 +125,8 @@ pub struct Cluster {
     binaries: Binaries,
     /// The network namespaces the nodes run in, if they do (dropped after the processes).
     net: Option<Net>,
+    /// Environment variables every node gets from its next start.
+    env: Vec<(String, String)>,
 }
 
 /// Sends `signal` (a name such as `STOP`) to process `pid`.
@@ -164,7 +183,7 @@ impl Cluster {
         drop(held);
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster { nodes, dir, extra, binaries, net: None };
+        let mut cluster = Cluster { nodes, dir, extra, binaries, net: None, env: Vec::new() };
         for id in 1..=count {
             cluster.spawn(id)?;
         }
@@ -194,7 +213,7 @@ impl Cluster {
             .collect();
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster { nodes, dir, extra, binaries, net: Some(net) };
+        let mut cluster = Cluster { nodes, dir, extra, binaries, net: Some(net), env: Vec::new() };
         for id in ids {
             cluster.spawn(id)?;
         }
@@ -292,6 +311,7 @@ impl Cluster {
             .arg(&data_dir)
             .args(["--metrics-listen", &node.metrics])
             .args(&self.extra)
+            .envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
             .env("RUST_LOG", std::env::var("AVOCET_TEST_LOG").unwrap_or_else(|_| "info".into()))
@@ -304,6 +324,19 @@ impl Cluster {
         node.process = Some(command.spawn().map_err(|e| format!("starting node {id}: {e}"))?);
         node.paused = false;
         Ok(())
+    }
+
+    /// Gives every node `name=value` in its environment from its next start.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.env.push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Says whether any node's log holds `text`.
+    pub fn logs_contain(&self, text: &str) -> bool {
+        self.nodes.keys().any(|id| {
+            let path = self.dir.path().join(format!("node-{id}.log"));
+            std::fs::read_to_string(path).is_ok_and(|log| log.contains(text))
+        })
     }
 
     /// Kills node `id` with SIGKILL (a paused one too).

@@ -16,6 +16,7 @@
 //! faults, and the `chaos` soak binary come next.
 
 pub mod harness;
+pub mod nemesis;
 pub mod netns;
 pub mod scenario;
 pub use avocet_scheduler::oracle;

@@ -794,8 +794,13 @@ impl Catalog {
         let (Some(lane), Some(cadence)) = (lane, cadence) else {
             return Err(Rejection::NoSuchLane { key, policy_type });
         };
+        #[cfg(feature = "planted-bugs")]
+        let checked = !crate::planted::double_fire();
+        #[cfg(not(feature = "planted-bugs"))]
+        let checked = true;
         if let Some(mark) = lane.mark
             && slot <= mark
+            && checked
         {
             return Ok(Response::Duplicate { mark });
         }

@@ -28,6 +28,8 @@ pub mod command;
 pub mod invariants;
 pub mod oracle;
 pub mod planner;
+#[cfg(feature = "planted-bugs")]
+pub mod planted;
 pub mod timing;
 
 pub use catalog::{Catalog, ObjectKey, Settings};

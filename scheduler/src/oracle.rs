@@ -57,6 +57,18 @@ pub fn judge(
     policy_type: &str,
     step: TimeDelta,
 ) -> Result<Option<Accounting>, Vec<String>> {
+    let (accounting, violations) = tally(events, migrations, policy_type, step);
+    if violations.is_empty() { Ok(accounting) } else { Err(violations) }
+}
+
+/// As [`judge`], but returns the accounting also when there are violations, for a report
+/// that counts slots missed and doubled (the `chaos` soak's summary).
+pub fn tally(
+    events: &[Value],
+    migrations: &[Value],
+    policy_type: &str,
+    step: TimeDelta,
+) -> (Option<Accounting>, Vec<String>) {
     let mut violations = Vec::new();
     for migration in migrations {
         let name = migration["metadata"]["name"].as_str().unwrap_or_default();
@@ -86,9 +98,12 @@ pub fn judge(
                 if !buffered.insert(slot) {
                     violations.push(format!("EO-1: slot {slot} buffered twice: {message}"));
                 }
-                if !fired.contains(&slot) {
-                    accounted += 1;
+                // Events come in commit order: a buffered slot fires later, never before.
+                if fired.contains(&slot) {
+                    violations
+                        .push(format!("EO-1: slot {slot} fired, then buffered again: {message}"));
                 }
+                accounted += 1;
                 last = last.max(Some(slot));
             }
             "Fired" if message.contains(&format!(" for the {policy_type} slot ")) => {
@@ -129,7 +144,7 @@ pub fn judge(
         if accounted > 0 {
             violations.push(format!("EO-2: {policy_type} slots were coalesced, none fired"));
         }
-        return if violations.is_empty() { Ok(None) } else { Err(violations) };
+        return (None, violations);
     };
     let span = (last - first).num_seconds() / step.num_seconds().max(1);
     let expected = u64::try_from(span).unwrap_or(0) + 1;
@@ -138,18 +153,15 @@ pub fn judge(
             "EO-2: {policy_type}: {accounted} slots fired or coalesced for the {expected} slots {first}..{last}"
         ));
     }
-    if violations.is_empty() {
-        Ok(Some(Accounting {
-            policy_type: policy_type.to_owned(),
-            fired: fired.len(),
-            accounted,
-            expected,
-            first,
-            last,
-        }))
-    } else {
-        Err(violations)
-    }
+    let accounting = Accounting {
+        policy_type: policy_type.to_owned(),
+        fired: fired.len(),
+        accounted,
+        expected,
+        first,
+        last,
+    };
+    (Some(accounting), violations)
 }
 
 #[cfg(test)]
@@ -207,6 +219,10 @@ mod tests {
         // Without the buffered slot, one is missing.
         let lost = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T04:00:00Z")];
         assert!(judge(&lost, &[], "Interval", step).is_err());
+        // Fired, then buffered again, is a slot fired twice.
+        let again = [fired("2026-03-08T00:00:00Z"), buffered("2026-03-08T00:00:00Z")];
+        let errors = judge(&again, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.starts_with("EO-1")), "{errors:?}");
         // Buffered twice is a slot fired twice.
         let twice = [
             fired("2026-03-08T00:00:00Z"),

@@ -67,6 +67,16 @@ impl LeaderLoop {
                 configure = true;
                 self.metrics.leader_changes.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(term = status.term, "leading: planning from committed state");
+                #[cfg(feature = "planted-bugs")]
+                {
+                    let now = self.clock.now();
+                    let refires =
+                        self.node.read_local(|s| avocet_scheduler::planted::refires(&s.0, now));
+                    if !refires.is_empty() {
+                        tracing::warn!(count = refires.len(), "PLANTED BUG double-fire: re-firing");
+                        let _ = self.node.write_batch(refires).await;
+                    }
+                }
             } else if configure {
                 // After the first tick, so slots owed from before a failover fire on the
                 // cadence they were owed on before a settings change can move it.

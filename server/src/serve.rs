@@ -140,6 +140,15 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    #[cfg(feature = "planted-bugs")]
+    if let Ok(name) = std::env::var("AVOCET_PLANTED_BUG") {
+        match avocet_scheduler::planted::switch_on(&name) {
+            Ok(()) => {
+                tracing::warn!("PLANTED BUG {name} switched on: a test build proving the oracle")
+            }
+            Err(error) => tracing::error!("{error}"),
+        }
+    }
     let raft_listener = std::net::TcpListener::bind(config.raft_listen).map_err(|source| {
         ServeError::Bind { what: "Raft peers", address: config.raft_listen, source }
     })?;

@@ -1,0 +1,82 @@
+//! `chaos`: soaks a real group under the seeded nemesis and prints one summary line; exit 1 on
+//! any violation, with the command that replays the seed.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+
+use avocet_chaos_tests::nemesis::{Options, soak};
+
+/// Runs real `avocet serve` processes through a seeded plan of kills, pauses, partitions and
+/// restarts, then judges every slot through the public API (EO-1, EO-2, T-1).
+#[derive(Debug, Parser)]
+#[command(name = "chaos")]
+struct Args {
+    /// Injects faults for this many minutes.
+    #[arg(long, default_value_t = 5.0)]
+    minutes: f64,
+    /// Derives the plan from this seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Runs this many nodes (3 or 5).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(3..=5))]
+    nodes: u64,
+    /// Runs the nodes on loopback instead of in network namespaces (no root needed; no
+    /// partitions).
+    #[arg(long)]
+    loopback: bool,
+    /// Prints each fault as it is injected.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[allow(clippy::print_stdout)] // The binary's output is its report.
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if !(args.minutes.is_finite() && args.minutes > 0.0 && args.minutes <= 24.0 * 60.0) {
+        println!("--minutes {}: give a number of minutes above 0 and at most 1440", args.minutes);
+        return ExitCode::from(2);
+    }
+    let options = Options {
+        seed: args.seed,
+        duration: Duration::from_secs_f64(args.minutes * 60.0),
+        nodes: args.nodes,
+        network: !args.loopback,
+        planted: None,
+    };
+    let replay = format!(
+        "cargo run -p avocet-chaos-tests --release --bin chaos -- --minutes {} --seed {} --nodes {}{}",
+        args.minutes,
+        args.seed,
+        args.nodes,
+        if args.loopback { " --loopback" } else { "" }
+    );
+    let report = match soak(&options, |line| {
+        if args.verbose {
+            println!("{line}");
+        }
+    }) {
+        Ok(report) => report,
+        Err(error) => {
+            println!("the soak could not run: {error}");
+            println!("replay: {replay}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("{}", report.summary());
+    if report.problems.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for problem in &report.problems {
+        println!("  {problem}");
+    }
+    if !args.verbose {
+        println!("the plan so far:");
+        for line in &report.log {
+            println!("  {line}");
+        }
+    }
+    println!("replay: {replay}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,428 @@
+//! The seeded nemesis: one seed derives a plan of faults (which, for how long, how far apart),
+//! and [`soak`] runs it against a real group busy with [`crate::scenario`]'s schedule, then
+//! judges the slots through the public API. The faults, after Jepsen's nemeses:
+//!
+//! - the leader killed (SIGKILL) and restarted, at a random moment or at the instant a slot
+//!   falls due (mid-fire, mid-commit);
+//! - a follower killed and restarted;
+//! - the leader paused (SIGSTOP) past the election timeout, then resumed;
+//! - the leader isolated, its packets to the others dropped (one-way), or it and a companion
+//!   split from the majority (network namespaces, [`crate::netns`]);
+//! - a rolling restart (SIGTERM, each node in turn) and a full-group restart.
+//!
+//! While faults come and go, a completer ends each migration in flight through the public API
+//! (`avocetctl cancel migration`), so that fires keep coming instead of coalescing behind one
+//! migration that never ends (no worker copies anything here; real workers come with the
+//! worker faults). Failover time is measured from the fault to the moment the public API
+//! shows a new leader every live node agrees on (polled every 100 ms), so it includes the
+//! polling's resolution.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::harness::Cluster;
+use crate::scenario;
+use crate::sim::Rng;
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL of the leader at a random moment; restarted after the hold.
+    KillLeader,
+    /// SIGKILL of the leader at the instant a slot falls due.
+    KillLeaderAtSlot,
+    /// SIGKILL of a follower; restarted after the hold.
+    KillFollower,
+    /// SIGSTOP of the leader for the hold, then SIGCONT.
+    PauseLeader,
+    /// The leader's link down for the hold.
+    IsolateLeader,
+    /// Every packet from the leader to the others dropped for the hold.
+    OneWayFromLeader,
+    /// The leader (and on five nodes a companion) split from the majority for the hold.
+    SplitLeaderMinority,
+    /// Every node in turn stopped with SIGTERM and started again.
+    RollingRestart,
+    /// Every node killed, down for the hold, then started again.
+    FullRestart,
+}
+
+impl Fault {
+    /// Says whether the fault needs network namespaces.
+    pub fn needs_network(self) -> bool {
+        matches!(self, Fault::IsolateLeader | Fault::OneWayFromLeader | Fault::SplitLeaderMinority)
+    }
+}
+
+/// The faults and their weights in a plan.
+const WEIGHTS: [(Fault, u64); 9] = [
+    (Fault::KillLeader, 4),
+    (Fault::KillLeaderAtSlot, 3),
+    (Fault::KillFollower, 2),
+    (Fault::PauseLeader, 3),
+    (Fault::IsolateLeader, 3),
+    (Fault::OneWayFromLeader, 2),
+    (Fault::SplitLeaderMinority, 2),
+    (Fault::RollingRestart, 1),
+    (Fault::FullRestart, 1),
+];
+
+/// One step of a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The fault.
+    pub fault: Fault,
+    /// How long it lasts.
+    pub hold: Duration,
+    /// How long the group runs healthy after it heals.
+    pub gap: Duration,
+}
+
+/// The plan a seed derives: an endless sequence of steps (network faults left out when
+/// `network` is false).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    rng: Rng,
+    network: bool,
+}
+
+impl Plan {
+    /// Returns the plan of `seed`.
+    pub fn new(seed: u64, network: bool) -> Plan {
+        Plan { rng: Rng::new(seed), network }
+    }
+}
+
+impl Iterator for Plan {
+    type Item = Step;
+
+    fn next(&mut self) -> Option<Step> {
+        let weights: Vec<(Fault, u64)> = WEIGHTS
+            .into_iter()
+            .filter(|(fault, _)| self.network || !fault.needs_network())
+            .collect();
+        let total: u64 = weights.iter().map(|(_, weight)| weight).sum();
+        let mut pick = self.rng.next_u64() % total.max(1);
+        let mut fault = weights[0].0;
+        for (candidate, weight) in weights {
+            if pick < weight {
+                fault = candidate;
+                break;
+            }
+            pick -= weight;
+        }
+        let millis = |rng: &mut Rng, low: i64, high: i64| {
+            Duration::from_millis(u64::try_from(rng.range(low, high)).unwrap_or(0))
+        };
+        let hold = millis(&mut self.rng, 500, 3000);
+        let gap = millis(&mut self.rng, 500, 2500);
+        Some(Step { fault, hold, gap })
+    }
+}
+
+/// What a soak saw.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Faults injected.
+    pub faults: u64,
+    /// Slots fired (the `Fired` events).
+    pub fires: u64,
+    /// Slots neither fired, buffered nor coalesced.
+    pub missed: u64,
+    /// Slots fired or accounted more than once.
+    pub duplicated: u64,
+    /// Times from a fault that took the leader out to a new agreed leader.
+    pub failovers: Vec<Duration>,
+    /// Every violation and every way the group failed to recover, in order.
+    pub problems: Vec<String>,
+    /// One line per fault, for the replay.
+    pub log: Vec<String>,
+    /// Whether the nodes said a planted bug was switched on (a test build with the
+    /// `planted-bugs` feature).
+    pub planted: bool,
+}
+
+impl Report {
+    /// The failover time at quantile `q` (0 to 1), if any failover was measured.
+    pub fn failover_quantile(&self, q: f64) -> Option<Duration> {
+        let mut sorted = self.failovers.clone();
+        sorted.sort();
+        let last = sorted.len().checked_sub(1)?;
+        let rank = (q.clamp(0.0, 1.0) * last as f64).round();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in [0, last]
+        sorted.get(rank as usize).copied()
+    }
+
+    /// The summary line.
+    pub fn summary(&self) -> String {
+        let seconds = |q| {
+            self.failover_quantile(q)
+                .map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()))
+        };
+        format!(
+            "faults {}, fires {}, missed {}, duplicated {}, stale-commits -, corrupt-volumes -, failover p50 {} p99 {}",
+            self.faults,
+            self.fires,
+            self.missed,
+            self.duplicated,
+            seconds(0.5),
+            seconds(0.99)
+        )
+    }
+}
+
+/// Ends every migration of the schedule still in flight, through node `id` (errors ignored:
+/// the group may be mid-fault).
+fn complete_in_flight(cluster: &Cluster, id: u64) {
+    let Some(list) = cluster.ctl_json(id, &["get", "migration", "-n", "apps"]) else { return };
+    for migration in list["items"].as_array().cloned().unwrap_or_default() {
+        let status = migration["status"]["status"].as_str().unwrap_or_default();
+        if matches!(status, "Successful" | "Failed" | "PartialSuccess" | "Purged") {
+            continue;
+        }
+        if let Some(name) = migration["metadata"]["name"].as_str() {
+            let _ = cluster.ctl(id, &["cancel", "migration", name, "-n", "apps"]);
+        }
+    }
+}
+
+/// Sleeps for `span`, ending in-flight migrations every half second through whichever node
+/// leads.
+fn run_for(cluster: &Cluster, span: Duration) {
+    let started = crate::harness::Stopwatch::start();
+    while started.elapsed() < span {
+        if let Ok(leader) = cluster.leader(Duration::from_millis(300)) {
+            complete_in_flight(cluster, leader);
+        }
+        std::thread::sleep(Duration::from_millis(500).min(span.saturating_sub(started.elapsed())));
+    }
+}
+
+/// Injects one step's fault, heals it and waits for the group to recover; returns the
+/// failover time when the fault took the leader out.
+fn inject(
+    cluster: &mut Cluster,
+    step: Step,
+    anchor: DateTime<Utc>,
+) -> Result<Option<Duration>, String> {
+    let timeout = Duration::from_secs(20);
+    let leader = cluster.leader(timeout)?;
+    let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+    let others: Vec<u64> = ids.iter().copied().filter(|id| *id != leader).collect();
+    let mut failover = None;
+    match step.fault {
+        Fault::KillLeader | Fault::KillLeaderAtSlot => {
+            if step.fault == Fault::KillLeaderAtSlot {
+                // Slots come every 2 real seconds from the anchor.
+                let now = scenario::real_now();
+                let since = (now - anchor).num_milliseconds().max(0);
+                let next = anchor + chrono::TimeDelta::milliseconds((since / 2000 + 1) * 2000);
+                if let Ok(wait) = (next - now).to_std() {
+                    std::thread::sleep(wait);
+                }
+            }
+            cluster.kill(leader);
+            let watch = crate::harness::Stopwatch::start();
+            cluster.leader_among(&others, timeout)?;
+            failover = Some(watch.elapsed());
+            run_for(cluster, step.hold);
+            cluster.spawn(leader)?;
+        }
+        Fault::KillFollower => {
+            let follower = others[0];
+            cluster.kill(follower);
+            run_for(cluster, step.hold);
+            cluster.spawn(follower)?;
+        }
+        Fault::PauseLeader => {
+            cluster.pause(leader);
+            let watch = crate::harness::Stopwatch::start();
+            cluster.leader_among(&others, timeout)?;
+            failover = Some(watch.elapsed());
+            run_for(cluster, step.hold);
+            cluster.resume(leader);
+        }
+        Fault::IsolateLeader | Fault::OneWayFromLeader | Fault::SplitLeaderMinority => {
+            let net = cluster.net().ok_or("a network fault needs namespaces")?;
+            let majority: Vec<u64> = match step.fault {
+                Fault::IsolateLeader => {
+                    net.isolate(leader)?;
+                    others.clone()
+                }
+                Fault::OneWayFromLeader => {
+                    for other in &others {
+                        net.cut(leader, *other)?;
+                    }
+                    others.clone()
+                }
+                _ => {
+                    let mut side = vec![leader];
+                    if ids.len() >= 5 {
+                        side.push(others[0]);
+                    }
+                    net.split(&side)?;
+                    ids.iter().copied().filter(|id| !side.contains(id)).collect()
+                }
+            };
+            let watch = crate::harness::Stopwatch::start();
+            let next = cluster.leader_among(&majority, timeout)?;
+            failover = Some(watch.elapsed());
+            // Only the majority is asked while the fault lasts.
+            let started = crate::harness::Stopwatch::start();
+            while started.elapsed() < step.hold {
+                complete_in_flight(cluster, next);
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            cluster.net().ok_or("namespaces gone")?.heal()?;
+        }
+        Fault::RollingRestart => {
+            for id in &ids {
+                cluster.terminate(*id);
+                cluster.leader(timeout)?;
+                cluster.spawn(*id)?;
+                cluster.eventually(timeout, "the restarted node following", || {
+                    cluster.ctl_json(*id, &["cluster", "status"])?["leaderId"].as_u64()
+                })?;
+            }
+        }
+        Fault::FullRestart => {
+            for id in &ids {
+                cluster.kill(*id);
+            }
+            std::thread::sleep(step.hold);
+            for id in &ids {
+                cluster.spawn(*id)?;
+            }
+        }
+    }
+    cluster.leader(Duration::from_secs(30)).map_err(|e| format!("after healing: {e}"))?;
+    Ok(failover)
+}
+
+/// How to soak.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The seed of the plan.
+    pub seed: u64,
+    /// How long to inject faults.
+    pub duration: Duration,
+    /// The group's size.
+    pub nodes: u64,
+    /// Runs the nodes in network namespaces (needed for partitions).
+    pub network: bool,
+    /// Switches on a planted bug (`double-fire`) in every node: test builds only, to prove
+    /// the oracle catches it.
+    pub planted: Option<String>,
+}
+
+/// Starts a group, applies the schedule, runs the seed's plan for `options.duration`, then
+/// judges every slot through the public API.
+pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report, String> {
+    let epoch = scenario::epoch_now();
+    let flags = scenario::fast_flags(epoch);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut cluster = if options.network {
+        Cluster::start_in_namespaces(options.nodes, &flags)?
+    } else {
+        Cluster::start(options.nodes, &flags)?
+    };
+    let mut report = Report::default();
+    if let Some(bug) = &options.planted {
+        cluster.set_env("AVOCET_PLANTED_BUG", bug);
+        let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+        for id in ids {
+            cluster.kill(id);
+            cluster.spawn(id)?;
+        }
+    }
+    let leader = cluster.leader(Duration::from_secs(30))?;
+    report.planted = options.planted.is_some() && cluster.logs_contain("PLANTED BUG");
+    let anchor = scenario::schedule(&cluster, leader, epoch)?;
+    let started = crate::harness::Stopwatch::start();
+    for step in Plan::new(options.seed, options.network) {
+        if started.elapsed() >= options.duration {
+            break;
+        }
+        let line = format!(
+            "{:>7.1}s {:?} for {:.1}s, then {:.1}s healthy",
+            started.elapsed().as_secs_f64(),
+            step.fault,
+            step.hold.as_secs_f64(),
+            step.gap.as_secs_f64()
+        );
+        progress(&line);
+        report.log.push(line);
+        report.faults += 1;
+        match inject(&mut cluster, step, anchor) {
+            Ok(Some(failover)) => report.failovers.push(failover),
+            Ok(None) => {}
+            Err(problem) => {
+                report.problems.push(format!("{:?}: {problem}", step.fault));
+                break;
+            }
+        }
+        run_for(&cluster, step.gap);
+    }
+    // Let what is owed fire, then judge.
+    run_for(&cluster, Duration::from_secs(2));
+    let leader = cluster.leader(Duration::from_secs(30))?;
+    let (ok, out, err) =
+        cluster.ctl(leader, &["suspend", "migrationschedule", "app", "-n", "apps"]);
+    if !ok {
+        return Err(format!("suspend: {out}{err}"));
+    }
+    let read = |args: &[&str]| {
+        cluster.ctl_json(leader, args).ok_or_else(|| format!("cannot read {args:?}"))
+    };
+    let items = |list: serde_json::Value| list["items"].as_array().cloned().unwrap_or_default();
+    let events = items(read(&["get", "events", "-n", "apps"])?);
+    let migrations = items(read(&["get", "migration", "-n", "apps"])?);
+    for (policy_type, step) in scenario::POLICY_TYPES {
+        let (accounting, violations) =
+            crate::oracle::tally(&events, &migrations, policy_type, step);
+        if let Some(accounting) = accounting {
+            report.fires += accounting.fired as u64;
+            report.missed += accounting.expected.saturating_sub(accounting.accounted);
+            report.duplicated += accounting.accounted.saturating_sub(accounting.expected);
+        }
+        report.duplicated += violations.iter().filter(|v| v.starts_with("EO-1")).count() as u64;
+        report.problems.extend(violations);
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_derives_the_same_plan_and_plans_without_network_leave_partitions_out() {
+        let a: Vec<Step> = Plan::new(7, true).take(50).collect();
+        let b: Vec<Step> = Plan::new(7, true).take(50).collect();
+        assert_eq!(a, b);
+        assert_ne!(a, Plan::new(8, true).take(50).collect::<Vec<_>>());
+        assert!(a.iter().any(|s| s.fault.needs_network()));
+        assert!(Plan::new(7, false).take(200).all(|s| !s.fault.needs_network()));
+        assert!(
+            a.iter()
+                .all(|s| s.hold >= Duration::from_millis(500)
+                    && s.gap <= Duration::from_millis(2500))
+        );
+    }
+
+    #[test]
+    fn quantiles_and_the_summary_line() {
+        let report = Report {
+            faults: 3,
+            fires: 10,
+            failovers: [400, 500, 1200].map(Duration::from_millis).to_vec(),
+            ..Report::default()
+        };
+        assert_eq!(
+            report.summary(),
+            "faults 3, fires 10, missed 0, duplicated 0, stale-commits -, corrupt-volumes -, failover p50 0.50s p99 1.20s"
+        );
+        assert_eq!(Report::default().failover_quantile(0.5), None);
+    }
+}
