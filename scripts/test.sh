@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 NEXTEST_VERSION=0.9.143
 S3S_FS_VERSION=0.14.1
 TZDATA_VERSION=2025.2
+# Validates the deploy manifests offline against the Kubernetes OpenAPI schemas it bundles.
+KUBERNETES_VALIDATE_VERSION=1.31.0
 # Debian bookworm's kubectl, used only where the machine has none (the image ships 1.32).
 KUBECTL_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 # Debian bookworm's iproute2, used only where the machine has no `ip`.
@@ -22,6 +24,11 @@ fi
 if ! python3 -c 'import zoneinfo; zoneinfo.ZoneInfo("Australia/Lord_Howe")' >/dev/null 2>&1; then
   say "installing the tzdata Python package ${TZDATA_VERSION} (no system zoneinfo found)"
   python3 -m pip install --quiet "tzdata==${TZDATA_VERSION}"
+fi
+
+if ! python3 -m kubernetes_validate --version 2>/dev/null | grep -qx "${KUBERNETES_VALIDATE_VERSION}"; then
+  say "installing the kubernetes-validate Python package ${KUBERNETES_VALIDATE_VERSION}"
+  python3 -m pip install --quiet "kubernetes-validate==${KUBERNETES_VALIDATE_VERSION}"
 fi
 
 # The partition tests put each node in a network namespace of its own (ip netns, veth).

@@ -95,6 +95,16 @@ impl Stopwatch {
     }
 }
 
+/// How a node starts when the test gives its whole command line (a StatefulSet pod's, for
+/// instance) instead of the harness's own: the `avocet` arguments and the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Pod {
+    /// The arguments after the program name.
+    pub args: Vec<String>,
+    /// The environment.
+    pub env: Vec<(String, String)>,
+}
+
 /// One node's addresses and, while it runs, its process.
 #[derive(Debug)]
 pub struct Node {
@@ -127,6 +137,8 @@ pub struct Cluster {
     net: Option<Net>,
     /// Environment variables every node gets from its next start.
     env: Vec<(String, String)>,
+    /// Nodes started from a command line the test gave, by id.
+    pods: BTreeMap<u64, Pod>,
 }
 
 /// Sends `signal` (a name such as `STOP`) to process `pid`.
@@ -183,7 +195,15 @@ impl Cluster {
         drop(held);
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster { nodes, dir, extra, binaries, net: None, env: Vec::new() };
+        let mut cluster = Cluster {
+            nodes,
+            dir,
+            extra,
+            binaries,
+            net: None,
+            env: Vec::new(),
+            pods: BTreeMap::new(),
+        };
         for id in 1..=count {
             cluster.spawn(id)?;
         }
@@ -213,11 +233,83 @@ impl Cluster {
             .collect();
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
         let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster { nodes, dir, extra, binaries, net: Some(net), env: Vec::new() };
+        let mut cluster = Cluster {
+            nodes,
+            dir,
+            extra,
+            binaries,
+            net: Some(net),
+            env: Vec::new(),
+            pods: BTreeMap::new(),
+        };
         for id in ids {
             cluster.spawn(id)?;
         }
         Ok(cluster)
+    }
+
+    /// Starts `pods` (by node id) in `net`'s namespaces, each from its own command line, with
+    /// the public API on port `api_port` of its address; pods not listed are left for
+    /// [`Cluster::add_pod`].
+    pub fn start_pods(
+        net: Net,
+        pods: BTreeMap<u64, Pod>,
+        api_port: u16,
+    ) -> Result<Cluster, String> {
+        let binaries = Binaries::locate()?;
+        let nodes = net
+            .nodes()
+            .iter()
+            .map(|id| {
+                let host = net.address(*id);
+                let node = Node {
+                    api: format!("{host}:{api_port}"),
+                    raft: String::new(),
+                    metrics: String::new(),
+                    process: None,
+                    paused: false,
+                };
+                (*id, node)
+            })
+            .collect();
+        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
+        let ids: Vec<u64> = pods.keys().copied().collect();
+        let mut cluster = Cluster {
+            nodes,
+            dir,
+            extra: Vec::new(),
+            binaries,
+            net: Some(net),
+            env: Vec::new(),
+            pods,
+        };
+        for id in ids {
+            cluster.spawn(id)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Gives node `id` a new command line (a pod whose template changed) from its next start.
+    pub fn set_pod(&mut self, id: u64, pod: Pod) {
+        self.pods.insert(id, pod);
+    }
+
+    /// Returns the `avocet` binary the nodes run.
+    pub fn binaries(&self) -> &Binaries {
+        &self.binaries
+    }
+
+    /// Runs `program args` where the nodes are reached (the hub namespace when they run in
+    /// namespaces): (success, stdout, stderr).
+    pub fn run_beside(&self, program: &Path, args: &[&str]) -> (bool, String, String) {
+        match self.command_for(program, None).args(args).output() {
+            Ok(out) => (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(error) => (false, String::new(), error.to_string()),
+        }
     }
 
     /// The namespaces the nodes run in, when started by [`Cluster::start_in_namespaces`].
@@ -304,6 +396,17 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let peers = self.peers();
         let mut command = self.command_for(&self.binaries.avocet, Some(id));
+        if let Some(pod) = self.pods.get(&id) {
+            command
+                .args(&pod.args)
+                .envs(pod.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
+                .stdout(Stdio::null())
+                .stderr(log);
+            let node = self.nodes.get_mut(&id).ok_or_else(|| format!("no node {id}"))?;
+            node.process = Some(command.spawn().map_err(|e| format!("starting pod {id}: {e}"))?);
+            node.paused = false;
+            return Ok(());
+        }
         let node = self.nodes.get_mut(&id).ok_or_else(|| format!("no node {id}"))?;
         command
             .args(["serve", "--id", &id.to_string(), "--listen", &node.api])

@@ -49,6 +49,7 @@ fn sweep() {
         if !alive {
             kill_inside(name);
             let _ = ip(&["netns", "del", name]);
+            let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(name));
         }
     }
 }
@@ -96,6 +97,30 @@ impl Net {
             ip(&["-n", &hub, "link", "set", &port, "up"])?;
             ip(&["-n", &ns, "addr", "add", &format!("{}/24", self.address(*id)), "dev", "eth0"])?;
             ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+        }
+        Ok(())
+    }
+
+    /// The nodes' ids.
+    pub fn nodes(&self) -> &[u64] {
+        &self.nodes
+    }
+
+    /// Gives every namespace (nodes and hub) an `/etc/hosts` of `entries` (address, names) and
+    /// localhost: `ip netns exec` shows `/etc/netns/<namespace>/hosts` as `/etc/hosts`, so names
+    /// such as a StatefulSet's pod DNS names resolve inside, and nothing of the machine's
+    /// changes. Removed on drop.
+    pub fn write_hosts(&self, entries: &[(String, String)]) -> Result<(), String> {
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (address, names) in entries {
+            text.push_str(&format!("{address} {names}\n"));
+        }
+        let namespaces = self.nodes.iter().map(|id| self.namespace(*id)).chain([self.hub()]);
+        for ns in namespaces {
+            let dir = std::path::Path::new("/etc/netns").join(&ns);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            std::fs::write(dir.join("hosts"), &text)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         Ok(())
     }
@@ -167,8 +192,10 @@ impl Drop for Net {
             let ns = self.namespace(*id);
             kill_inside(&ns);
             let _ = ip(&["netns", "del", &ns]);
+            let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&ns));
         }
         kill_inside(&self.hub());
         let _ = ip(&["netns", "del", &self.hub()]);
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(self.hub()));
     }
 }

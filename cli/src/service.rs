@@ -49,7 +49,8 @@ struct WorkerArgs {
     /// Names this worker in leases and events [default: worker-<host>].
     #[arg(long, value_name = "NAME")]
     name: Option<String>,
-    /// Reads the source cluster's credentials from FILE.
+    /// Reads the source cluster's credentials from FILE (`in-cluster`: the pod's service
+    /// account).
     #[arg(long, value_name = "FILE")]
     kubeconfig: PathBuf,
     /// Moves volume data through URL: file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R.
@@ -115,6 +116,18 @@ struct ServeArgs {
     /// Creates a new group from --peers if DIR holds none yet (run on one node only).
     #[arg(long)]
     bootstrap: bool,
+    /// Runs as a pod of a StatefulSet whose headless Service is DOMAIN (for example
+    /// avocet-peers.avocet.svc.cluster.local): the node id is the pod's ordinal + 1 (from its host
+    /// name), every pod `<name>-<i>.DOMAIN` is a peer, ordinal 0 bootstraps a fresh group, and
+    /// a pod the group does not know yet (a scale-up) joins as a learner, then is promoted.
+    #[arg(long, value_name = "DOMAIN")]
+    statefulset: Option<String>,
+    /// Gives the StatefulSet's replicas (with --statefulset).
+    #[arg(long, env = "AVOCET_REPLICAS", value_name = "N")]
+    replicas: Option<u64>,
+    /// Gives the pod's host name (with --statefulset) [default: the kernel's].
+    #[arg(long, env = "HOSTNAME", hide = true, value_name = "NAME")]
+    hostname: Option<String>,
     /// Requires this bearer token on admin API calls.
     #[arg(long, env = "AVOCET_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     admin_token: Option<String>,
@@ -155,7 +168,8 @@ struct ServeArgs {
     #[arg(long, value_name = "DURATION")]
     pair_check_interval: Option<String>,
     /// Mirrors the Stork resources of the source cluster this kubeconfig reaches (the
-    /// controller); without it the catalog is driven by avocetctl only.
+    /// controller; `in-cluster` for the pod's service account); without it the catalog is
+    /// driven by avocetctl only.
     #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
     /// Moves volume data through URL: file:///PATH or s3://BUCKET[/PREFIX]?endpoint=URL&region=R
@@ -240,6 +254,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         peers: args.peers,
         data_dir: args.data_dir,
         bootstrap: args.bootstrap,
+        statefulset: args.statefulset,
+        replicas: args.replicas,
+        hostname: args.hostname,
         admin_token: args.admin_token,
         peer_token: args.peer_token,
         heartbeat_ms: args.heartbeat_ms,
@@ -301,7 +318,9 @@ fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             avocet_transfer::seal::KEY_MATERIAL_MIN
         );
     }
-    if !args.kubeconfig.is_file() {
+    if !args.kubeconfig.is_file()
+        && args.kubeconfig.as_path() != std::path::Path::new(avocet_server::serve::IN_CLUSTER)
+    {
         anyhow::bail!("--kubeconfig {} is not a readable file", args.kubeconfig.display());
     }
     let name = args.name.unwrap_or_else(|| {

@@ -56,6 +56,12 @@ pub struct ServeFlags {
     pub data_dir: Option<PathBuf>,
     /// Gives `--bootstrap`.
     pub bootstrap: bool,
+    /// Gives `--statefulset` (the headless Service's domain the pods are named under).
+    pub statefulset: Option<String>,
+    /// Gives `--replicas` (or `AVOCET_REPLICAS`): the StatefulSet's size.
+    pub replicas: Option<u64>,
+    /// Gives the host name (`HOSTNAME`, else the kernel's) the StatefulSet ordinal is read from.
+    pub hostname: Option<String>,
     /// Gives `--admin-token` (or `AVOCET_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
     /// Gives `--peer-token` (or `AVOCET_PEER_TOKEN`).
@@ -219,6 +225,72 @@ pub struct ServeConfig {
     pub workers: u32,
     /// Holds the secret credentials are sealed with (no credentials can be stored without).
     pub master_key: Option<Secret>,
+    /// Says where this node sits in its StatefulSet, when started with `--statefulset`.
+    pub statefulset: Option<StatefulSetSeat>,
+}
+
+/// A node's place in a StatefulSet: its pod name is `<name>-<ordinal>`, and every pod is
+/// reached as `<name>-<i>.<domain>` through the headless Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatefulSetSeat {
+    /// The StatefulSet's name (the pod name without `-<ordinal>`).
+    pub name: String,
+    /// This pod's ordinal (node id = ordinal + 1).
+    pub ordinal: u64,
+    /// The headless Service's domain, e.g. `avocet-peers.avocet.svc.cluster.local`.
+    pub domain: String,
+    /// The StatefulSet's size.
+    pub replicas: u64,
+}
+
+impl StatefulSetSeat {
+    /// Reads the seat from a pod's host name, `<name>-<ordinal>`.
+    pub fn from_hostname(
+        hostname: &str,
+        domain: &str,
+        replicas: u64,
+    ) -> Result<StatefulSetSeat, ConfigError> {
+        let hostname = hostname.trim();
+        let parsed = hostname
+            .rsplit_once('-')
+            .and_then(|(name, ordinal)| Some((name, ordinal.parse::<u64>().ok()?)))
+            .filter(|(name, _)| !name.is_empty());
+        let Some((name, ordinal)) = parsed else {
+            return Err(error(
+                "--statefulset",
+                format!(
+                    "the host name {hostname:?} does not end in -<ordinal> as a StatefulSet pod's does (set HOSTNAME)"
+                ),
+            ));
+        };
+        if domain.is_empty() || domain.contains(':') || domain.contains('/') {
+            return Err(error(
+                "--statefulset",
+                format!(
+                    "{domain:?} is not a DNS domain such as avocet-peers.avocet.svc.cluster.local"
+                ),
+            ));
+        }
+        if replicas == 0 || ordinal >= replicas {
+            return Err(error(
+                "--replicas",
+                format!(
+                    "{replicas} does not include this pod's ordinal {ordinal} ({hostname}); give the StatefulSet's replicas"
+                ),
+            ));
+        }
+        Ok(StatefulSetSeat { name: name.to_owned(), ordinal, domain: domain.to_owned(), replicas })
+    }
+
+    /// Pod `ordinal`'s host name under the headless Service.
+    pub fn host(&self, ordinal: u64) -> String {
+        format!("{}-{ordinal}.{}", self.name, self.domain)
+    }
+
+    /// Every pod as a peer: node `i + 1` at `<name>-<i>.<domain>:<port>`.
+    pub fn peers(&self, port: u16) -> BTreeMap<NodeId, String> {
+        (0..self.replicas).map(|i| (i + 1, format!("{}:{port}", self.host(i)))).collect()
+    }
 }
 
 /// Reads a key file of at least 32 bytes of secret.
@@ -373,10 +445,37 @@ impl ServeConfig {
         };
         let path = flags.config.as_deref();
         let id_label = label("--id", "id", flags.id.is_some(), path);
+        let seat = match &flags.statefulset {
+            Some(domain) => {
+                let hostname = match &flags.hostname {
+                    Some(name) => name.clone(),
+                    None => {
+                        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default()
+                    }
+                };
+                let replicas = flags.replicas.ok_or_else(|| {
+                    error("--replicas", "is required with --statefulset (or AVOCET_REPLICAS): give the StatefulSet's replicas")
+                })?;
+                Some(StatefulSetSeat::from_hostname(&hostname, domain, replicas)?)
+            }
+            None => None,
+        };
         let id = flags
             .id
             .or(file.id)
+            .or(seat.as_ref().map(|seat| seat.ordinal + 1))
             .ok_or_else(|| error("--id", "is required: give this node's id (1 or more)"))?;
+        if let Some(seat) = &seat
+            && id != seat.ordinal + 1
+        {
+            return Err(error(
+                &id_label,
+                format!(
+                    "{id} is not ordinal {} + 1 of --statefulset's pod; leave --id out",
+                    seat.ordinal
+                ),
+            ));
+        }
         if id == 0 {
             return Err(error(&id_label, "0 is not a node id (use 1 or more)"));
         }
@@ -401,8 +500,17 @@ impl ServeConfig {
                 &label("--peers", "peers", false, path),
                 &list.iter().map(String::as_str).collect::<Vec<_>>(),
             )?,
-            (None, None) => BTreeMap::new(),
+            (None, None) => match &seat {
+                Some(seat) => seat.peers(raft_listen.port()),
+                None => BTreeMap::new(),
+            },
         };
+        if seat.is_some() && (flags.peers.is_some() || file.peers.is_some()) {
+            return Err(error(
+                "--peers",
+                "cannot be given with --statefulset, which names every pod itself",
+            ));
+        }
         if !peers.is_empty() && !peers.contains_key(&id) {
             return Err(error(
                 &label("--peers", "peers", flags.peers.is_some(), path),
@@ -578,6 +686,7 @@ impl ServeConfig {
         let kubeconfig = flags.kubeconfig.or(file.kubeconfig);
         if let Some(file) = &kubeconfig
             && !file.is_file()
+            && file.as_path() != std::path::Path::new(crate::serve::IN_CLUSTER)
         {
             return Err(error(
                 &kubeconfig_label,
@@ -616,7 +725,9 @@ impl ServeConfig {
                 format!("{workers} is more than 64"),
             ));
         }
+        let seat_bootstraps = seat.as_ref().is_some_and(|seat| seat.ordinal == 0);
         Ok(ServeConfig {
+            statefulset: seat,
             tls,
             pair_check_interval,
             kubeconfig,
@@ -637,7 +748,7 @@ impl ServeConfig {
             raft_advertise,
             peers,
             data_dir,
-            bootstrap: flags.bootstrap || file.bootstrap.unwrap_or(false),
+            bootstrap: flags.bootstrap || file.bootstrap.unwrap_or(false) || seat_bootstraps,
             admin_token,
             peer_token,
             timing,
@@ -658,6 +769,47 @@ mod tests {
             peer_token: Some("peer".into()),
             ..ServeFlags::default()
         }
+    }
+
+    fn pod(hostname: &str, replicas: Option<u64>) -> ServeFlags {
+        ServeFlags {
+            statefulset: Some("avocet-peers.avocet.svc.cluster.local".into()),
+            replicas,
+            hostname: Some(hostname.into()),
+            data_dir: Some("/tmp/x".into()),
+            admin_token: Some("admin".into()),
+            peer_token: Some("peer".into()),
+            ..ServeFlags::default()
+        }
+    }
+
+    #[test]
+    fn a_statefulset_pod_takes_its_id_peers_and_bootstrap_from_its_ordinal() {
+        let config = ServeConfig::resolve(pod("avocet-2", Some(3))).unwrap();
+        assert_eq!(config.id, 3);
+        assert!(!config.bootstrap);
+        assert_eq!(config.raft_advertise, "avocet-2.avocet-peers.avocet.svc.cluster.local:9010");
+        let peers: Vec<(NodeId, String)> = config.peers.into_iter().collect();
+        assert_eq!(peers[0], (1, "avocet-0.avocet-peers.avocet.svc.cluster.local:9010".to_owned()));
+        assert_eq!(peers.len(), 3);
+        let seat = config.statefulset.unwrap();
+        assert_eq!((seat.name.as_str(), seat.ordinal, seat.replicas), ("avocet", 2, 3));
+        assert!(ServeConfig::resolve(pod("my-avocet-0", Some(3))).unwrap().bootstrap);
+    }
+
+    #[test]
+    fn a_statefulset_pod_with_a_bad_seat_is_refused_by_name() {
+        let error = ServeConfig::resolve(pod("avocet", Some(3))).unwrap_err().to_string();
+        assert!(error.contains("--statefulset") && error.contains("\"avocet\""), "{error}");
+        let error = ServeConfig::resolve(pod("avocet-3", Some(3))).unwrap_err().to_string();
+        assert!(error.contains("--replicas") && error.contains("ordinal 3"), "{error}");
+        let error = ServeConfig::resolve(pod("avocet-0", None)).unwrap_err().to_string();
+        assert!(error.contains("--replicas"), "{error}");
+        let with_peers = ServeFlags { peers: Some("1=a:1".into()), ..pod("avocet-0", Some(1)) };
+        let error = ServeConfig::resolve(with_peers).unwrap_err().to_string();
+        assert!(error.contains("--peers"), "{error}");
+        let with_id = ServeFlags { id: Some(7), ..pod("avocet-0", Some(1)) };
+        assert!(ServeConfig::resolve(with_id).unwrap_err().to_string().contains("ordinal 0"));
     }
 
     #[test]

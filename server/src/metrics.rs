@@ -178,15 +178,21 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` (and `GET /healthz`) until the task is dropped; `render` makes the
-/// body.
+/// Says whether the node is ready (a line saying why, either way).
+pub type Readiness = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Serves `GET /metrics`, `GET /healthz` (liveness: the process answers) and `GET /readyz`
+/// (readiness: 200 or 503 with the reason) until the task is dropped; `render` makes the
+/// metrics body.
 pub async fn serve_metrics(
     listener: tokio::net::TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
+    ready: Readiness,
 ) {
     loop {
         let Ok((mut stream, _)) = listener.accept().await else { continue };
         let render = Arc::clone(&render);
+        let ready = Arc::clone(&ready);
         tokio::spawn(async move {
             let mut buffer = [0u8; 2048];
             let read =
@@ -198,7 +204,11 @@ pub async fn serve_metrics(
             let (status, body) = match path {
                 "/metrics" => ("200 OK", render()),
                 "/healthz" => ("200 OK", "ok\n".to_owned()),
-                _ => ("404 Not Found", "try /metrics\n".to_owned()),
+                "/readyz" => match ready() {
+                    Ok(line) => ("200 OK", format!("{line}\n")),
+                    Err(line) => ("503 Service Unavailable", format!("{line}\n")),
+                },
+                _ => ("404 Not Found", "try /metrics, /healthz or /readyz\n".to_owned()),
             };
             let response = format!(
                 "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -49,7 +49,6 @@ pub enum ServeError {
     Kubeconfig(String),
 }
 
-/// A client for the source cluster from its kubeconfig file.
 /// A worker's lease, in the group's clock: 30 s of real time however fast the clock runs.
 fn lease_ms(clock_scale: f64) -> u64 {
     let factor = if clock_scale.is_finite() { clock_scale.clamp(1.0, 1e6) } else { 1.0 };
@@ -57,14 +56,45 @@ fn lease_ms(clock_scale: f64) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
 }
 
-async fn kube_client(path: &std::path::Path) -> Result<kube::Client, ServeError> {
-    let bad = |e: String| ServeError::Kubeconfig(format!("{}: {e}", path.display()));
-    let file = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-    let config =
+/// The `--kubeconfig` value that means the pod's own service account.
+pub const IN_CLUSTER: &str = "in-cluster";
+
+/// A client for the source cluster: from a kubeconfig file, or with `--kubeconfig in-cluster`
+/// from the pod's service account (its token and CA, and `KUBERNETES_SERVICE_HOST`).
+pub async fn source_client(path: &std::path::Path) -> Result<kube::Client, String> {
+    let bad = |e: String| format!("{}: {e}", path.display());
+    let config = if path == std::path::Path::new(IN_CLUSTER) {
+        kube::Config::incluster().map_err(|e| bad(e.to_string()))?
+    } else {
+        let file = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
         kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
             .await
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad(e.to_string()))?
+    };
     kube::Client::try_from(config).map_err(|e| bad(e.to_string()))
+}
+
+async fn kube_client(path: &std::path::Path) -> Result<kube::Client, ServeError> {
+    source_client(path).await.map_err(ServeError::Kubeconfig)
+}
+
+/// Says whether a node is ready for traffic (the readiness probe, `GET /readyz`): it knows a
+/// leader, is a member of the group, and has applied everything its log holds.
+pub fn readiness(status: &avocet_consensus::ClusterStatus) -> Result<String, String> {
+    let Some(leader) = status.leader_id else {
+        return Err("no leader known".to_owned());
+    };
+    let Some(me) = status.members.iter().find(|member| member.id == status.node_id) else {
+        return Err(format!("node {} is not a member of the group yet", status.node_id));
+    };
+    // The node's own matched index is its last log index.
+    if status.commit_index < me.matched_index {
+        return Err(format!(
+            "catching up: applied {} of {} (leader {leader})",
+            status.commit_index, me.matched_index
+        ));
+    }
+    Ok(format!("ready: leader {leader}, applied {}", status.commit_index))
 }
 
 /// Writes an error and every source under it, `outer: inner: …` (tonic's transport errors say
@@ -207,7 +237,22 @@ pub async fn serve(
             node.read_local(|s| metrics.render(&s.0, clock.now(), leader))
         })
     };
-    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, render));
+    let ready = {
+        let node = Arc::clone(&node);
+        Arc::new(move || readiness(&node.status()))
+            as Arc<dyn Fn() -> Result<String, String> + Send + Sync>
+    };
+    let metrics_task = tokio::spawn(serve_metrics(metrics_listener, render, ready));
+    let join_task = config.statefulset.clone().map(|seat| {
+        let join = crate::join::Join {
+            seat,
+            id: config.id,
+            advertise: config.raft_advertise.clone(),
+            api_port: config.listen.port(),
+            token: config.admin_token.clone(),
+        };
+        tokio::spawn(crate::join::run(Arc::clone(&node), join))
+    });
     let controller_task = match &config.kubeconfig {
         Some(path) => {
             let client = kube_client(path).await?;
@@ -344,6 +389,9 @@ pub async fn serve(
     leader_task.abort();
     metrics_task.abort();
     pairs_task.abort();
+    if let Some(task) = join_task {
+        task.abort();
+    }
     if let Some(task) = controller_task {
         task.abort();
     }
@@ -363,5 +411,52 @@ pub async fn serve(
     match leader_failed {
         Some(reason) => Err(ServeError::LeaderLoop(reason)),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use avocet_consensus::node::{MemberStatus, Role};
+
+    use super::*;
+
+    fn status(
+        leader: Option<u64>,
+        applied: u64,
+        log: u64,
+        member: bool,
+    ) -> avocet_consensus::ClusterStatus {
+        let members = if member {
+            vec![MemberStatus {
+                id: 2,
+                address: "a:1".into(),
+                role: Role::Follower,
+                matched_index: log,
+            }]
+        } else {
+            Vec::new()
+        };
+        avocet_consensus::ClusterStatus {
+            node_id: 2,
+            leader_id: leader,
+            term: 1,
+            commit_index: applied,
+            members,
+        }
+    }
+
+    #[test]
+    fn ready_means_a_known_leader_membership_and_an_applied_log() {
+        assert_eq!(
+            readiness(&status(Some(1), 7, 7, true)),
+            Ok("ready: leader 1, applied 7".to_owned())
+        );
+        assert_eq!(readiness(&status(None, 7, 7, true)), Err("no leader known".to_owned()));
+        assert!(readiness(&status(Some(1), 7, 7, false)).unwrap_err().contains("not a member"));
+        assert!(
+            readiness(&status(Some(1), 5, 7, true))
+                .unwrap_err()
+                .contains("catching up: applied 5 of 7")
+        );
     }
 }

@@ -283,13 +283,7 @@ pub struct WorkerPlan {
 pub async fn start_workers(
     plan: WorkerPlan,
 ) -> Result<(Arc<WorkerPool>, Vec<tokio::task::JoinHandle<()>>), String> {
-    let file = kube::config::Kubeconfig::read_from(&plan.kubeconfig)
-        .map_err(|e| format!("{}: {e}", plan.kubeconfig.display()))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-            .await
-            .map_err(|e| format!("{}: {e}", plan.kubeconfig.display()))?;
-    let source = kube::Client::try_from(config).map_err(|e| e.to_string())?;
+    let source = crate::serve::source_client(&plan.kubeconfig).await?;
     let pool = WorkerPool::start(avocet_workers::pool::PoolConfig {
         source,
         stores: Arc::new(PairStores { url: plan.store.clone(), key: plan.key.clone() }),

@@ -120,12 +120,12 @@ pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
     Kind::ALL.into_iter().map(custom_resource_definition).collect()
 }
 
-/// Returns the file name under `deploy/crds/` of the CRD of `kind`.
+/// Returns the file name under `deploy/base/crds/` of the CRD of `kind`.
 pub fn file_name(kind: Kind) -> String {
     format!("{API_GROUP}_{}.yaml", kind.plural())
 }
 
-/// Returns the YAML text of the CRD of `kind` as committed in `deploy/crds/`.
+/// Returns the YAML text of the CRD of `kind` as committed in `deploy/base/crds/`.
 pub fn to_yaml(kind: Kind) -> String {
     let crd = custom_resource_definition(kind);
     let body = serde_saphyr::to_string(&crd).expect("a CRD always serializes");

@@ -19,7 +19,7 @@
 //!   e.g. `policy.daily.time: "25:61PM" is not a time like 10:14PM`.
 //! - **Parsed policy rules.** [`policy::PolicyRule`] is the validated form of a policy section
 //!   (parse, don't validate): the scheduler computes due slots only from these.
-//! - **CRD manifests.** [`crd::custom_resource_definitions`] builds the CRDs in `deploy/crds/`
+//! - **CRD manifests.** [`crd::custom_resource_definitions`] builds the CRDs in `deploy/base/crds/`
 //!   from these types; a test fails when the committed files are stale.
 //!
 //! The trade-off: Stork's own CRDs accept anything (`x-kubernetes-preserve-unknown-fields`), so a

@@ -1,6 +1,6 @@
 //! OpenAPI schemas of the Stork kinds, and the structural check that walks a document against one.
 //!
-//! One schema serves two readers: the CRDs in `deploy/crds/` (so a Kubernetes API server enforces
+//! One schema serves two readers: the CRDs in `deploy/base/crds/` (so a Kubernetes API server enforces
 //! it) and [`check_structure`] (so `avocetctl validate` and the gRPC `apply` reject exactly what
 //! the server would, with every problem at once instead of the first).
 

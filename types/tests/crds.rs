@@ -1,4 +1,4 @@
-//! Fails when `deploy/crds/` no longer matches the CRDs generated from the types.
+//! Fails when `deploy/base/crds/` no longer matches the CRDs generated from the types.
 //!
 //! Regenerate with `AVOCET_BLESS=1 cargo test -p avocet-types --test crds`.
 
@@ -8,7 +8,7 @@ use avocet_types::{Kind, crd};
 
 #[test]
 fn committed_crds_are_fresh() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/crds");
     let bless = std::env::var_os("AVOCET_BLESS").is_some();
     let mut stale = Vec::new();
     for kind in Kind::ALL {
@@ -29,7 +29,7 @@ fn committed_crds_are_fresh() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         assert!(
             known.contains(&name),
-            "deploy/crds/{name} is not generated from a Stork kind; remove it"
+            "deploy/base/crds/{name} is not generated from a Stork kind; remove it"
         );
     }
     assert!(

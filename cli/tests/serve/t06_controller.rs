@@ -33,7 +33,7 @@ fn stork_resources_drive_the_scheduler_and_results_come_back_as_resources() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("source.kubeconfig");
     sandbox.write_kubeconfig(&kubeconfig).unwrap();
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/crds");
     let (ok, out, err) = kubectl(&kubeconfig, &["apply", "-f", crds.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
 

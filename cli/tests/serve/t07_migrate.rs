@@ -41,7 +41,7 @@ fn world() -> World {
         (dir.path().join("source.kubeconfig"), dir.path().join("dest.kubeconfig"));
     source.write_kubeconfig(&source_config).unwrap();
     destination.write_kubeconfig(&dest_config).unwrap();
-    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/base/crds");
     let (ok, out, err) = kubectl(&source_config, &["apply", "-f", crds.to_str().unwrap()]);
     assert!(ok, "{out}{err}");
 
