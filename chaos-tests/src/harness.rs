@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -161,9 +162,19 @@ impl Cluster {
     /// may take one in between; a group whose node could not bind is stopped and started
     /// again on new ports (three tries).
     pub fn start_with(binaries: Binaries, count: u64, extra: &[&str]) -> Result<Cluster, String> {
+        Cluster::start_with_env(binaries, count, extra, &[])
+    }
+
+    /// As [`Cluster::start_with`], every node also given `env`.
+    pub fn start_with_env(
+        binaries: Binaries,
+        count: u64,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Cluster, String> {
         let mut last = String::new();
         for _ in 0..3 {
-            let mut cluster = Cluster::spawn_all(binaries.clone(), count, extra)?;
+            let mut cluster = Cluster::spawn_all(binaries.clone(), count, extra, env)?;
             match cluster.lost_a_port() {
                 None => return Ok(cluster),
                 Some(problem) => last = problem,
@@ -172,7 +183,12 @@ impl Cluster {
         Err(format!("the group did not start in three tries: {last}"))
     }
 
-    fn spawn_all(binaries: Binaries, count: u64, extra: &[&str]) -> Result<Cluster, String> {
+    fn spawn_all(
+        binaries: Binaries,
+        count: u64,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Cluster, String> {
         // Every port is held until all are picked, so no two are the same.
         let held: Vec<TcpListener> = (0..count * 3)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
@@ -201,7 +217,10 @@ impl Cluster {
             extra,
             binaries,
             net: None,
-            env: Vec::new(),
+            env: env
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
             pods: BTreeMap::new(),
         };
         for id in 1..=count {
@@ -396,6 +415,9 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let peers = self.peers();
         let mut command = self.command_for(&self.binaries.avocet, Some(id));
+        // A group of its own: a Ctrl-C at the terminal reaches the test (or the `chaos` soak),
+        // which then stops the nodes itself.
+        command.process_group(0);
         if let Some(pod) = self.pods.get(&id) {
             command
                 .args(&pod.args)

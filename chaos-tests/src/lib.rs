@@ -15,9 +15,11 @@
 //! did only through the public API (`avocetctl`'s events and migrations). The nemesis that mixes faults on a seeded plan, partitions, worker and S3
 //! faults, and the `chaos` soak binary come next.
 
+pub mod dataplane;
 pub mod harness;
 pub mod nemesis;
 pub mod netns;
+pub mod proxy;
 pub mod scenario;
 pub use avocet_scheduler::oracle;
 pub mod sim;

@@ -300,6 +300,10 @@ fn inject(
     Ok(failover)
 }
 
+/// Set (by the `chaos` binary on Ctrl-C or SIGTERM) to end a soak early: it stops injecting,
+/// judges what happened so far and removes everything it started.
+pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How to soak.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -341,7 +345,8 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     let anchor = scenario::schedule(&cluster, leader, epoch)?;
     let started = crate::harness::Stopwatch::start();
     for step in Plan::new(options.seed, options.network) {
-        if started.elapsed() >= options.duration {
+        if started.elapsed() >= options.duration || STOP.load(std::sync::atomic::Ordering::Relaxed)
+        {
             break;
         }
         let line = format!(

@@ -158,6 +158,11 @@ pub async fn run_once<E: MigrationExecutor>(
             finished = &mut run => break finished,
             Some(report) = reports.recv() => {
                 last = Some(report);
+                // Final is reached by completing, which carries the outcome; the group refuses
+                // it in a progress report.
+                if report.stage == avocet_types::migration::MigrationStage::Final {
+                    continue;
+                }
                 let request = ReportRequest {
                     namespace: lease.namespace.clone(),
                     name: lease.name.clone(),

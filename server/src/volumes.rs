@@ -193,21 +193,36 @@ impl Volumes for VolumesApi {
                 .map_err(|e| Status::invalid_argument(format!("store_json: {e}")))?;
             spec_store(&spec, &request.store_prefix).map_err(Status::invalid_argument)?
         };
+        let store = store_identity(&url);
         let repo = open_repo(&url, &key, false).await.map_err(Status::failed_precondition)?;
         let target = root.join(&request.volume);
+        let marker = root.join(format!(".{}.restored", request.volume));
         // The restore runs to its end even if the caller stops waiting, holding the target's
         // lock, so a retry waits for it instead of racing it.
         let lock = self.lock_of(&target);
         let (volume, run, into) = (request.volume.clone(), request.run, target.clone());
         let restore = tokio::spawn(async move {
             let _held = lock.lock().await;
-            avocet_transfer::restore::restore(&repo, &volume, Some(run), &into, Arc::default())
-                .await
+            // Fencing at the destination: a worker whose lease lapsed may still ask for the
+            // run it pushed, older than one restored since; the folder never goes back.
+            let last = std::fs::read_to_string(&marker).unwrap_or_default();
+            if let Some(newer) = newer_run_restored(&last, &store, run) {
+                return Err(Status::failed_precondition(format!(
+                    "run {run} of volume {volume} is older than run {newer} restored already \
+                     (a stale request; delete {} if the store was recreated)",
+                    marker.display()
+                )));
+            }
+            let report =
+                avocet_transfer::restore::restore(&repo, &volume, Some(run), &into, Arc::default())
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
+            std::fs::write(&marker, format!("{store}\n{run}\n"))
+                .map_err(|e| Status::internal(format!("{}: {e}", marker.display())))?;
+            Ok(report)
         });
-        let report = restore
-            .await
-            .map_err(|e| Status::internal(format!("the restore stopped: {e}")))?
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let report =
+            restore.await.map_err(|e| Status::internal(format!("the restore stopped: {e}")))??;
         tracing::info!(volume = %request.volume, run = request.run, target = %target.display(), "volume restored");
         Ok(Response::new(RestoreVolumeResponse {
             path: target.display().to_string(),
@@ -215,6 +230,28 @@ impl Volumes for VolumesApi {
             bytes_downloaded: report.bytes_downloaded,
         }))
     }
+}
+
+/// Names a store without its credentials: where its objects are.
+fn store_identity(url: &StoreUrl) -> String {
+    match url {
+        StoreUrl::Local(path) => format!("file://{}", path.display()),
+        StoreUrl::S3(options) => format!(
+            "s3://{}/{} at {}",
+            options.bucket,
+            options.prefix,
+            options.endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
+}
+
+/// The run restored last from `store` when it is newer than `run`, read from a marker
+/// (`<store>\n<run>\n`); a marker of another store says nothing (its runs count apart).
+fn newer_run_restored(marker: &str, store: &str, run: u64) -> Option<u64> {
+    let mut lines = marker.lines();
+    let (Some(marked_store), Some(last)) = (lines.next(), lines.next()) else { return None };
+    let last: u64 = last.trim().parse().ok()?;
+    (marked_store == store && last > run).then_some(last)
 }
 
 /// Runs leased migrations in the worker pool.
@@ -307,11 +344,29 @@ pub async fn start_workers(
         let settings = crate::dispatch::WorkerSettings {
             name: if plan.count > 1 { format!("{}-{i}", plan.name) } else { plan.name.clone() },
             lease_ms: plan.lease_ms,
-            renew_every: std::time::Duration::from_secs(5),
+            // Every 5 s, or a third of a short lease (in the group's clock, which runs at
+            // least as fast as real time), so that two renewals can fail before it lapses.
+            renew_every: std::time::Duration::from_millis((plan.lease_ms / 3).clamp(100, 5_000)),
             idle_poll: std::time::Duration::from_millis(500),
         };
         let executor = PoolExecutor { pool: Arc::clone(&pool) };
         loops.push(tokio::spawn(crate::dispatch::run(client, settings, executor)));
     }
     Ok((pool, loops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restore_older_than_the_last_from_the_same_store_is_stale() {
+        let marker = "file:///store/mysql.remote\n7\n";
+        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 6), Some(7));
+        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 7), None);
+        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 8), None);
+        assert_eq!(newer_run_restored(marker, "s3://bucket/mysql.remote at http://s3", 1), None);
+        assert_eq!(newer_run_restored("", "file:///store", 1), None);
+        assert_eq!(newer_run_restored("garbage", "file:///store", 1), None);
+    }
 }

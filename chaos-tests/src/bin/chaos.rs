@@ -52,6 +52,25 @@ fn main() -> ExitCode {
         args.nodes,
         if args.loopback { " --loopback" } else { "" }
     );
+    // Ctrl-C or SIGTERM ends the soak early but cleanly: it judges what ran, and every
+    // process, namespace and folder it made is removed.
+    std::thread::spawn(|| {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async {
+            let Ok(mut terminate) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            avocet_chaos_tests::nemesis::STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+    });
     let report = match soak(&options, |line| {
         if args.verbose {
             println!("{line}");
