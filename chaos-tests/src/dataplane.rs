@@ -289,6 +289,29 @@ impl DataWorld {
         self.workers[i] = None;
     }
 
+    /// How many worker slots there are (running or not).
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Keeps only worker `keep` (renumbered as worker 0) and starts a second beside it.
+    pub fn retire_to(&mut self, keep: usize) -> Result<(), String> {
+        let args = self.worker_args[keep].clone();
+        let running = self.workers.get_mut(keep).and_then(Option::take);
+        self.workers = vec![running, None];
+        self.worker_args = vec![args.clone(), args];
+        if let Some(at) = self.worker_args[1].iter().position(|a| a == "--name") {
+            self.worker_args[1][at + 1] = format!("w{}", self.generation());
+        }
+        self.start_worker(1)
+    }
+
+    fn generation(&self) -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(10);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
     /// Pauses (`STOP`) or resumes (`CONT`) worker `i`.
     pub fn signal_worker(&self, i: usize, signal: &str) {
         if let Some(Some(worker)) = self.workers.get(i) {
@@ -306,7 +329,7 @@ impl DataWorld {
             args[at + 1] = format!("http://{}", self.source.nodes[&3].api);
         }
         if let Some(at) = args.iter().position(|a| a == "--name") {
-            args[at + 1] = format!("w{}", i + 1);
+            args[at + 1] = format!("w{}", self.generation());
         }
         self.worker_args.push(args);
         self.workers.push(None);
@@ -320,7 +343,9 @@ impl DataWorld {
             let path = self.data.join(format!("db/t{i}.ibd"));
             let mut bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
             let page = avocet_transfer::testing::noise(16 * 1024, generation * 100 + i);
-            let at = ((generation * 7919 + i * 104_729) as usize * 16 * 1024) % bytes.len().max(1);
+            let pages = (bytes.len() / (16 * 1024)).max(1) as u64;
+            let at =
+                usize::try_from((generation * 7919 + i * 104_729) % pages).unwrap_or(0) * 16 * 1024;
             let end = (at + page.len()).min(bytes.len());
             bytes[at..end].copy_from_slice(&page[..end - at]);
             std::fs::write(&path, bytes).map_err(|e| e.to_string())?;

@@ -141,6 +141,12 @@ pub struct Report {
     /// Whether the nodes said a planted bug was switched on (a test build with the
     /// `planted-bugs` feature).
     pub planted: bool,
+    /// Migrations run by the data-plane phase (`None`: no such phase).
+    pub migrations: Option<u64>,
+    /// Migrations whose outcome changed after it was reported (a stale lease's effect).
+    pub stale_commits: u64,
+    /// Destination volumes that did not equal the run they name (or the last good one).
+    pub corrupt_volumes: u64,
 }
 
 impl Report {
@@ -160,8 +166,12 @@ impl Report {
             self.failover_quantile(q)
                 .map_or_else(|| "-".to_owned(), |d| format!("{:.2}s", d.as_secs_f64()))
         };
+        let (stale, corrupt) = match self.migrations {
+            Some(_) => (self.stale_commits.to_string(), self.corrupt_volumes.to_string()),
+            None => ("-".to_owned(), "-".to_owned()),
+        };
         format!(
-            "faults {}, fires {}, missed {}, duplicated {}, stale-commits -, corrupt-volumes -, failover p50 {} p99 {}",
+            "faults {}, fires {}, missed {}, duplicated {}, stale-commits {stale}, corrupt-volumes {corrupt}, failover p50 {} p99 {}",
             self.faults,
             self.fires,
             self.missed,
@@ -318,6 +328,8 @@ pub struct Options {
     /// Switches on a planted bug (`double-fire`) in every node: test builds only, to prove
     /// the oracle catches it.
     pub planted: Option<String>,
+    /// How long the data-plane phase runs after the scheduler phase (zero: none).
+    pub data_duration: Duration,
 }
 
 /// Starts a group, applies the schedule, runs the seed's plan for `options.duration`, then
@@ -394,7 +406,142 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
         report.duplicated += violations.iter().filter(|v| v.starts_with("EO-1")).count() as u64;
         report.problems.extend(violations);
     }
+    drop(cluster);
+    if !options.data_duration.is_zero() && !STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        data_soak(options.seed, options.data_duration, &mut report, progress)?;
+    }
     Ok(report)
+}
+
+/// The faults of the data-plane phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFault {
+    /// No fault: the baseline.
+    None,
+    /// Every worker killed (SIGKILL) while the migration is leased, then restarted.
+    KillWorkers,
+    /// Every worker frozen (SIGSTOP) past its lease, a new one added, the frozen woken.
+    FreezeWorkers,
+    /// S3 answers 503, stalls or resets one connection in three.
+    FlakyS3,
+    /// The destination's API refuses connections during the migration.
+    DestinationDown,
+}
+
+const DATA_FAULTS: [DataFault; 5] = [
+    DataFault::None,
+    DataFault::KillWorkers,
+    DataFault::FreezeWorkers,
+    DataFault::FlakyS3,
+    DataFault::DestinationDown,
+];
+
+/// Runs one-off migrations through the data plane under a seeded mix of [`DataFault`]s for
+/// `duration`, judging each: a Successful one's destination equals the run it names, byte for
+/// byte, with whole standby objects; a failed one left the last good copy; and at the end no
+/// reported outcome has changed since (a stale lease committing late).
+pub fn data_soak(
+    seed: u64,
+    duration: Duration,
+    report: &mut Report,
+    mut progress: impl FnMut(&str),
+) -> Result<(), String> {
+    use crate::dataplane::DataWorld;
+    use crate::proxy::Mode;
+    let mut rng = Rng::new(seed ^ 0xDA7A);
+    let mut world = DataWorld::start(16)?;
+    let started = crate::harness::Stopwatch::start();
+    let mut reported: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut last_good: Option<serde_json::Value> = None;
+    let mut n = 0u64;
+    while started.elapsed() < duration && !STOP.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let fault = DATA_FAULTS[usize::try_from(rng.next_u64() % 5).unwrap_or(0)];
+        let name = format!("m{n}");
+        let line = format!("{:>7.1}s data: {name} with {fault:?}", started.elapsed().as_secs_f64());
+        progress(&line);
+        report.log.push(line);
+        if fault != DataFault::None {
+            report.faults += 1;
+        }
+        if n.is_multiple_of(4) {
+            world.rewrite_all(n)?
+        } else {
+            world.change_data(n, rng.next_u64() % 8 + 1)?
+        }
+        if fault == DataFault::FlakyS3 {
+            world.s3_proxy.set(Mode::Flaky { every: 3 });
+        }
+        if fault == DataFault::DestinationDown {
+            world.destination_proxy.set(Mode::Reset);
+        }
+        world.create_migration(&name)?;
+        if matches!(fault, DataFault::KillWorkers | DataFault::FreezeWorkers) {
+            world.source.eventually(Duration::from_secs(30), "the migration leased", || {
+                let status = world.migration(&name)?["status"]["status"].as_str()?.to_owned();
+                (status != "Pending" && !status.is_empty()).then_some(())
+            })?;
+            let workers = world.worker_count();
+            if fault == DataFault::KillWorkers {
+                for i in 0..workers {
+                    world.kill_worker(i);
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                for i in 0..workers {
+                    world.start_worker(i)?;
+                }
+            } else {
+                for i in 0..workers {
+                    world.signal_worker(i, "STOP");
+                }
+                std::thread::sleep(Duration::from_secs(4));
+                let fresh = world.add_worker()?;
+                let _ = world.wait_ended(&name, Duration::from_secs(90));
+                for i in 0..workers {
+                    world.signal_worker(i, "CONT");
+                }
+                // The woken workers are retired: the pool keeps a bounded number.
+                for i in 0..workers {
+                    world.kill_worker(i);
+                }
+                world.retire_to(fresh)?;
+            }
+        }
+        let ended = world.wait_ended(&name, Duration::from_secs(120));
+        world.s3_proxy.set(Mode::Pass);
+        world.destination_proxy.set(Mode::Pass);
+        let migration = ended.map_err(|e| format!("{e}\n{}", world.logs()))?;
+        let status = migration["status"]["status"].as_str().unwrap_or_default().to_owned();
+        let judged = if status == "Successful" {
+            last_good = Some(migration.clone());
+            world.check_successful(&migration)
+        } else {
+            match &last_good {
+                Some(good) => world
+                    .check_successful(good)
+                    .map_err(|e| format!("after a failed migration: {e}")),
+                None => Ok(()),
+            }
+        };
+        if let Err(problem) = judged {
+            report.corrupt_volumes += 1;
+            report
+                .problems
+                .push(format!("corrupt volume after {name} ({fault:?}, {status}): {problem}"));
+        }
+        reported.push((name, migration["status"].clone()));
+    }
+    // Let any woken worker finish what it would, then look again at every outcome reported.
+    std::thread::sleep(Duration::from_secs(3));
+    for (name, status) in &reported {
+        let now = world.migration(name).map(|m| m["status"].clone());
+        if now.as_ref() != Some(status) {
+            report.stale_commits += 1;
+            report.problems.push(format!("W-1: {name}'s outcome changed after it was reported"));
+        }
+    }
+    report.migrations = Some(n);
+    Ok(())
 }
 
 #[cfg(test)]

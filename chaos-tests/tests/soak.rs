@@ -1,5 +1,6 @@
 //! The CI subset of the soak: a fixed seed's plan of kills, pauses, partitions and restarts
-//! against three nodes in network namespaces, judged by the oracle with no violation; and a
+//! against three nodes in network namespaces, then migrations through worker, S3 and
+//! destination faults, judged by the oracle with no violation; and a
 //! test build with a planted bug (`apply` without its duplicate check, and a new leader that
 //! re-fires the last slot of every lane) that the same soak must catch.
 
@@ -11,10 +12,11 @@ use avocet_chaos_tests::nemesis::{Options, soak};
 fn a_fixed_seed_soak_ends_with_no_violation() {
     let options = Options {
         seed: 20_261_206,
-        duration: Duration::from_secs(45),
+        duration: Duration::from_secs(40),
         nodes: 3,
         network: true,
         planted: None,
+        data_duration: Duration::from_secs(30),
     };
     let report = soak(&options, |_| {}).unwrap();
     assert!(
@@ -26,6 +28,8 @@ fn a_fixed_seed_soak_ends_with_no_violation() {
     );
     assert!(report.faults >= 5 && report.fires >= 5, "{}", report.summary());
     assert!(!report.failovers.is_empty(), "{:#?}", report.log);
+    assert!(report.migrations.is_some_and(|n| n >= 2), "{:#?}", report.log);
+    assert_eq!((report.stale_commits, report.corrupt_volumes), (0, 0), "{}", report.summary());
 }
 
 #[test]
@@ -36,6 +40,7 @@ fn the_soak_catches_a_build_that_fires_a_slot_twice() {
         nodes: 3,
         network: true,
         planted: Some("double-fire".to_owned()),
+        data_duration: Duration::ZERO,
     };
     let report = soak(&options, |_| {}).unwrap();
     assert!(

@@ -9,11 +9,14 @@ use clap::Parser;
 use avocet_chaos_tests::nemesis::{Options, soak};
 
 /// Runs real `avocet serve` processes through a seeded plan of kills, pauses, partitions and
-/// restarts, then judges every slot through the public API (EO-1, EO-2, T-1).
+/// restarts, then judges every slot through the public API (EO-1, EO-2, T-1); then runs
+/// migrations through worker kills and freezes, S3 faults and the destination down, judging
+/// every volume byte for byte and every outcome for a stale lease's late effect (W-1).
 #[derive(Debug, Parser)]
 #[command(name = "chaos")]
 struct Args {
-    /// Injects faults for this many minutes.
+    /// Injects faults for this many minutes: three quarters into the scheduler group, then a
+    /// quarter into the data plane (workers, S3, the destination).
     #[arg(long, default_value_t = 5.0)]
     minutes: f64,
     /// Derives the plan from this seed.
@@ -40,7 +43,8 @@ fn main() -> ExitCode {
     }
     let options = Options {
         seed: args.seed,
-        duration: Duration::from_secs_f64(args.minutes * 60.0),
+        duration: Duration::from_secs_f64(args.minutes * 45.0),
+        data_duration: Duration::from_secs_f64(args.minutes * 15.0),
         nodes: args.nodes,
         network: !args.loopback,
         planted: None,
