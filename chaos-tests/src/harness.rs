@@ -126,6 +126,15 @@ impl Node {
     }
 }
 
+/// How [`Cluster::assemble`] starts the nodes.
+struct Setup<'a> {
+    binaries: Binaries,
+    extra: &'a [&'a str],
+    net: Option<Net>,
+    env: Vec<(String, String)>,
+    pods: BTreeMap<u64, Pod>,
+}
+
 /// A group of real `avocet serve` processes and their directories.
 #[derive(Debug)]
 pub struct Cluster {
@@ -209,21 +218,30 @@ impl Cluster {
             })
             .collect();
         drop(held);
+        let env = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned()));
+        let setup = Setup { binaries, extra, net: None, env: env.collect(), pods: BTreeMap::new() };
+        Cluster::assemble(nodes, setup)
+    }
+
+    /// Makes the cluster's folder and starts every node of `nodes` (those with a [`Pod`] from
+    /// its command line, the others from the harness's).
+    fn assemble(nodes: BTreeMap<u64, Node>, setup: Setup<'_>) -> Result<Cluster, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
+        let ids: Vec<u64> = if setup.pods.is_empty() {
+            nodes.keys().copied().collect()
+        } else {
+            setup.pods.keys().copied().collect()
+        };
         let mut cluster = Cluster {
             nodes,
             dir,
-            extra,
-            binaries,
-            net: None,
-            env: env
-                .iter()
-                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-                .collect(),
-            pods: BTreeMap::new(),
+            extra: setup.extra.iter().map(|arg| (*arg).to_owned()).collect(),
+            binaries: setup.binaries,
+            net: setup.net,
+            env: setup.env,
+            pods: setup.pods,
         };
-        for id in 1..=count {
+        for id in ids {
             cluster.spawn(id)?;
         }
         Ok(cluster)
@@ -250,21 +268,9 @@ impl Cluster {
                 (*id, node)
             })
             .collect();
-        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-        let extra = extra.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut cluster = Cluster {
-            nodes,
-            dir,
-            extra,
-            binaries,
-            net: Some(net),
-            env: Vec::new(),
-            pods: BTreeMap::new(),
-        };
-        for id in ids {
-            cluster.spawn(id)?;
-        }
-        Ok(cluster)
+        let setup =
+            Setup { binaries, extra, net: Some(net), env: Vec::new(), pods: BTreeMap::new() };
+        Cluster::assemble(nodes, setup)
     }
 
     /// Starts `pods` (by node id) in `net`'s namespaces, each from its own command line, with
@@ -291,21 +297,8 @@ impl Cluster {
                 (*id, node)
             })
             .collect();
-        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-        let ids: Vec<u64> = pods.keys().copied().collect();
-        let mut cluster = Cluster {
-            nodes,
-            dir,
-            extra: Vec::new(),
-            binaries,
-            net: Some(net),
-            env: Vec::new(),
-            pods,
-        };
-        for id in ids {
-            cluster.spawn(id)?;
-        }
-        Ok(cluster)
+        let setup = Setup { binaries, extra: &[], net: Some(net), env: Vec::new(), pods };
+        Cluster::assemble(nodes, setup)
     }
 
     /// Gives node `id` a new command line (a pod whose template changed) from its next start.

@@ -42,7 +42,18 @@ pub const ALLOWED_INTERNAL_EDGES: &[(&str, &[&str])] = &[
             "avocet-workers",
         ],
     ),
-    ("avocet-chaos-tests", &["avocet-scheduler", "avocet-sandbox", "avocet-proto", "avocet-types"]),
+    (
+        "avocet-chaos-tests",
+        &[
+            "avocet-scheduler",
+            "avocet-sandbox",
+            "avocet-proto",
+            "avocet-types",
+            // The data-plane harness: transfer's test S3 server and data, workers' VolumeSent.
+            "avocet-transfer",
+            "avocet-workers",
+        ],
+    ),
     ("avocet-xtask", &[]),
 ];
 
