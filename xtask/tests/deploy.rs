@@ -77,3 +77,28 @@ fn a_manifest_broken_on_purpose_fails_validation() {
     let (passed, printed) = validate(&broken, scratch.path(), "broken");
     assert!(!passed && printed.contains("maxUnavailabel"), "{printed}");
 }
+
+#[test]
+fn the_image_and_the_statefulset_agree() {
+    let dockerfile =
+        std::fs::read_to_string(deploy().join("Dockerfile")).expect("deploy/Dockerfile");
+    let statefulset = std::fs::read_to_string(deploy().join("base/avocet/statefulset.yaml"))
+        .expect("the StatefulSet");
+    // The user the image runs as is the one the pod's securityContext asks for.
+    assert!(dockerfile.contains("USER 10001:10001"), "{dockerfile}");
+    assert!(statefulset.contains("runAsUser: 10001") && statefulset.contains("fsGroup: 10001"));
+    // The entrypoint is the binary the container's args are for, and the ports match.
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/avocet\"]"));
+    assert!(statefulset.contains("- serve\n"));
+    for port in ["9001", "9002", "9010"] {
+        assert!(
+            dockerfile.contains(port) && statefulset.contains(&format!("containerPort: {port}")),
+            "{port}"
+        );
+    }
+    // The build makes both binaries from the workspace's lock file.
+    assert!(
+        dockerfile
+            .contains("cargo build --locked --release -p avocet-cli --bin avocet --bin avocetctl")
+    );
+}
