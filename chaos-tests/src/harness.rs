@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -275,7 +274,7 @@ impl Cluster {
 
     /// Starts `pods` (by node id) in `net`'s namespaces, each from its own command line, with
     /// the public API on port `api_port` of its address; pods not listed are left for
-    /// [`Cluster::add_pod`].
+    /// [`Cluster::set_pod`] and [`Cluster::spawn`].
     pub fn start_pods(
         net: Net,
         pods: BTreeMap<u64, Pod>,
@@ -408,9 +407,6 @@ impl Cluster {
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
         let peers = self.peers();
         let mut command = self.command_for(&self.binaries.avocet, Some(id));
-        // A group of its own: a Ctrl-C at the terminal reaches the test (or the `chaos` soak),
-        // which then stops the nodes itself.
-        command.process_group(0);
         if let Some(pod) = self.pods.get(&id) {
             command
                 .args(&pod.args)

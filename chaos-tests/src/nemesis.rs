@@ -314,6 +314,20 @@ fn inject(
 /// judges what happened so far and removes everything it started.
 pub static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// Heals the network, resumes paused nodes and starts stopped ones.
+fn recover(cluster: &mut Cluster) {
+    if let Some(net) = cluster.net() {
+        let _ = net.heal();
+    }
+    let ids: Vec<u64> = cluster.nodes.keys().copied().collect();
+    for id in ids {
+        cluster.resume(id);
+        if !cluster.nodes[&id].running() {
+            let _ = cluster.spawn(id);
+        }
+    }
+}
+
 /// How to soak.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -376,6 +390,9 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
             Ok(None) => {}
             Err(problem) => {
                 report.problems.push(format!("{:?}: {problem}", step.fault));
+                // Undo whatever the step left (a partition, a pause, a node down), so what
+                // happened can still be judged.
+                recover(&mut cluster);
                 break;
             }
         }
@@ -500,6 +517,9 @@ pub fn data_soak(
                 for i in 0..workers {
                     world.signal_worker(i, "CONT");
                 }
+                // Time for the woken workers to do whatever they would with their lapsed
+                // lease (a lease and two renewals), before they are retired.
+                std::thread::sleep(Duration::from_secs(5));
                 // The woken workers are retired: the pool keeps a bounded number.
                 for i in 0..workers {
                     world.kill_worker(i);
@@ -531,8 +551,15 @@ pub fn data_soak(
         }
         reported.push((name, migration["status"].clone()));
     }
-    // Let any woken worker finish what it would, then look again at every outcome reported.
+    // Let any woken worker finish what it would, then look again at every outcome reported,
+    // and at the destination: it must still hold the last good run.
     std::thread::sleep(Duration::from_secs(3));
+    if let Some(good) = &last_good
+        && let Err(problem) = world.check_successful(good)
+    {
+        report.corrupt_volumes += 1;
+        report.problems.push(format!("corrupt volume at the end: {problem}"));
+    }
     for (name, status) in &reported {
         let now = world.migration(name).map(|m| m["status"].clone());
         if now.as_ref() != Some(status) {

@@ -136,6 +136,16 @@ pub fn tally(
             _ => {}
         }
     }
+    // A schedule holds at most one buffered slot at a time, and it starts (a Fired event)
+    // when the migration ahead of it ends: more than one that never started were lost.
+    let waiting: Vec<_> = buffered.difference(&fired).collect();
+    if waiting.len() > 1 {
+        violations.push(format!(
+            "EO-2: {policy_type}: {} buffered slots never started ({})",
+            waiting.len(),
+            waiting.iter().map(|slot| slot.to_rfc3339()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let first = match (fired.first(), buffered.first()) {
         (Some(a), Some(b)) => Some(*a.min(b)),
         (a, b) => a.or(b).copied(),
@@ -219,6 +229,14 @@ mod tests {
         // Without the buffered slot, one is missing.
         let lost = [fired("2026-03-08T00:00:00Z"), fired("2026-03-08T04:00:00Z")];
         assert!(judge(&lost, &[], "Interval", step).is_err());
+        // Two buffered slots that never started: one was lost.
+        let lost = [
+            fired("2026-03-08T00:00:00Z"),
+            buffered("2026-03-08T02:00:00Z"),
+            buffered("2026-03-08T04:00:00Z"),
+        ];
+        let errors = judge(&lost, &[], "Interval", step).unwrap_err();
+        assert!(errors.iter().any(|e| e.contains("never started")), "{errors:?}");
         // Fired, then buffered again, is a slot fired twice.
         let again = [fired("2026-03-08T00:00:00Z"), buffered("2026-03-08T00:00:00Z")];
         let errors = judge(&again, &[], "Interval", step).unwrap_err();

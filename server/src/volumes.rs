@@ -193,8 +193,10 @@ impl Volumes for VolumesApi {
                 .map_err(|e| Status::invalid_argument(format!("store_json: {e}")))?;
             spec_store(&spec, &request.store_prefix).map_err(Status::invalid_argument)?
         };
-        let store = store_identity(&url);
         let repo = open_repo(&url, &key, false).await.map_err(Status::failed_precondition)?;
+        // The repository's id, not its URL: a store recreated at the same place counts its
+        // runs afresh, and the same store reached by two URLs is one.
+        let store = format!("repository {}", repo.id());
         let target = root.join(&request.volume);
         let marker = root.join(format!(".{}.restored", request.volume));
         // The restore runs to its end even if the caller stops waiting, holding the target's
@@ -209,8 +211,7 @@ impl Volumes for VolumesApi {
             if let Some(newer) = newer_run_restored(&last, &store, run) {
                 return Err(Status::failed_precondition(format!(
                     "run {run} of volume {volume} is older than run {newer} restored already \
-                     (a stale request; delete {} if the store was recreated)",
-                    marker.display()
+                     from the same store (a request from a worker whose lease lapsed)"
                 )));
             }
             let report =
@@ -232,21 +233,9 @@ impl Volumes for VolumesApi {
     }
 }
 
-/// Names a store without its credentials: where its objects are.
-fn store_identity(url: &StoreUrl) -> String {
-    match url {
-        StoreUrl::Local(path) => format!("file://{}", path.display()),
-        StoreUrl::S3(options) => format!(
-            "s3://{}/{} at {}",
-            options.bucket,
-            options.prefix,
-            options.endpoint.as_deref().unwrap_or("AWS")
-        ),
-    }
-}
-
-/// The run restored last from `store` when it is newer than `run`, read from a marker
-/// (`<store>\n<run>\n`); a marker of another store says nothing (its runs count apart).
+/// The run restored last from `store` (a repository id) when it is newer than `run`, read from
+/// a marker (`<store>\n<run>\n`); a marker of another store says nothing (its runs count
+/// apart).
 fn newer_run_restored(marker: &str, store: &str, run: u64) -> Option<u64> {
     let mut lines = marker.lines();
     let (Some(marked_store), Some(last)) = (lines.next(), lines.next()) else { return None };
@@ -361,12 +350,12 @@ mod tests {
 
     #[test]
     fn a_restore_older_than_the_last_from_the_same_store_is_stale() {
-        let marker = "file:///store/mysql.remote\n7\n";
-        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 6), Some(7));
-        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 7), None);
-        assert_eq!(newer_run_restored(marker, "file:///store/mysql.remote", 8), None);
-        assert_eq!(newer_run_restored(marker, "s3://bucket/mysql.remote at http://s3", 1), None);
-        assert_eq!(newer_run_restored("", "file:///store", 1), None);
-        assert_eq!(newer_run_restored("garbage", "file:///store", 1), None);
+        let marker = "repository a1\n7\n";
+        assert_eq!(newer_run_restored(marker, "repository a1", 6), Some(7));
+        assert_eq!(newer_run_restored(marker, "repository a1", 7), None);
+        assert_eq!(newer_run_restored(marker, "repository a1", 8), None);
+        assert_eq!(newer_run_restored(marker, "repository b2", 1), None);
+        assert_eq!(newer_run_restored("", "repository a1", 1), None);
+        assert_eq!(newer_run_restored("garbage", "repository a1", 1), None);
     }
 }

@@ -144,10 +144,21 @@ pub(crate) fn run(args: DemoArgs, out: &mut dyn std::io::Write) -> anyhow::Resul
     }
     let clock = ScaledTime::reading(start, SCALE);
     let mut stack = Stack::start(args.dir.clone(), clock)?;
+    // Ctrl-C or SIGTERM: the demo stops and still removes everything it started.
     let ctrl_c = stack.runtime.spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            INTERRUPTED.store(true, Ordering::Relaxed);
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
         }
+        INTERRUPTED.store(true, Ordering::Relaxed);
     });
     let result = story(&mut stack, &args, started, out);
     let code = match result {
@@ -646,7 +657,6 @@ fn watch(
         let next_due = last_slot.map(|slot| slot + INTERVAL);
         // Kill the leader just before the third slot falls due.
         if killed.is_none()
-            && ended == 2
             && seen.len() == 2
             && let Some(due) = next_due
         {
@@ -700,7 +710,6 @@ fn watch(
         // The app stops writing a second before the last slot (a planned failover: quiesce,
         // migrate once more, switch), so that the last migration reads the final data.
         if !writer_stopped
-            && ended + 1 == slots
             && seen.len() + 1 == slots
             && let Some(due) = next_due
             && wall() >= due_real(stack, due) - TimeDelta::seconds(1)
@@ -719,6 +728,11 @@ fn watch(
             }
         }
         if ended >= slots {
+            if killed.is_none() {
+                anyhow::bail!(
+                    "the leader was never killed: the third slot fired before the demo could aim at it"
+                );
+            }
             break;
         }
         std::thread::sleep(Duration::from_millis(150));
