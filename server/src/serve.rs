@@ -78,23 +78,49 @@ async fn kube_client(path: &std::path::Path) -> Result<kube::Client, ServeError>
     source_client(path).await.map_err(ServeError::Kubeconfig)
 }
 
+/// How far (in log entries) a node may trail the leader's commit index and still be ready.
+pub const READY_LAG_ENTRIES: u64 = 64;
+
 /// Says whether a node is ready for traffic (the readiness probe, `GET /readyz`): it knows a
-/// leader, is a member of the group, and has applied everything its log holds.
-pub fn readiness(status: &avocet_consensus::ClusterStatus) -> Result<String, String> {
+/// leader, is a voter of the group, and has applied the log up to the leader's commit index as
+/// last learned from the leader (`leader_commit`), within [`READY_LAG_ENTRIES`].
+pub fn readiness(
+    status: &avocet_consensus::ClusterStatus,
+    leader_commit: Option<u64>,
+) -> Result<String, String> {
     let Some(leader) = status.leader_id else {
         return Err("no leader known".to_owned());
     };
     let Some(me) = status.members.iter().find(|member| member.id == status.node_id) else {
         return Err(format!("node {} is not a member of the group yet", status.node_id));
     };
-    // The node's own matched index is its last log index.
-    if status.commit_index < me.matched_index {
+    if me.role == avocet_consensus::Role::Learner {
+        return Err(format!("node {} is a learner, not promoted yet", status.node_id));
+    }
+    let Some(target) = leader_commit else {
+        return Err(format!("the commit index of leader {leader} is not known yet"));
+    };
+    if status.commit_index.saturating_add(READY_LAG_ENTRIES) < target {
         return Err(format!(
-            "catching up: applied {} of {} (leader {leader})",
-            status.commit_index, me.matched_index
+            "catching up: applied {} of leader {leader}'s {target}",
+            status.commit_index
         ));
     }
-    Ok(format!("ready: leader {leader}, applied {}", status.commit_index))
+    Ok(format!("ready: leader {leader}, applied {} of {target}", status.commit_index))
+}
+
+/// Learns the leader's commit index every second (for [`readiness`]); `u64::MAX` until known.
+async fn watch_leader_commit(
+    node: Arc<crate::machine::SchedulerNode>,
+    commit: Arc<std::sync::atomic::AtomicU64>,
+) {
+    loop {
+        let status = node.leader_status().await;
+        if status.leader_id.is_some() && status.leader_id == Some(status.node_id) {
+            commit.store(status.commit_index, std::sync::atomic::Ordering::Relaxed);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 /// Writes an error and every source under it, `outer: inner: …` (tonic's transport errors say
@@ -237,10 +263,15 @@ pub async fn serve(
             node.read_local(|s| metrics.render(&s.0, clock.now(), leader))
         })
     };
+    let leader_commit = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
+    let commit_task =
+        tokio::spawn(watch_leader_commit(Arc::clone(&node), Arc::clone(&leader_commit)));
     let ready = {
         let node = Arc::clone(&node);
-        Arc::new(move || readiness(&node.status()))
-            as Arc<dyn Fn() -> Result<String, String> + Send + Sync>
+        Arc::new(move || {
+            let commit = leader_commit.load(std::sync::atomic::Ordering::Relaxed);
+            readiness(&node.status(), (commit != u64::MAX).then_some(commit))
+        }) as Arc<dyn Fn() -> Result<String, String> + Send + Sync>
     };
     let metrics_task = tokio::spawn(serve_metrics(metrics_listener, render, ready));
     let join_task = config.statefulset.clone().map(|seat| {
@@ -388,6 +419,7 @@ pub async fn serve(
     let api_result = api_task.await;
     leader_task.abort();
     metrics_task.abort();
+    commit_task.abort();
     pairs_task.abort();
     if let Some(task) = join_task {
         task.abort();
@@ -423,19 +455,13 @@ mod tests {
     fn status(
         leader: Option<u64>,
         applied: u64,
-        log: u64,
-        member: bool,
+        role: Option<Role>,
     ) -> avocet_consensus::ClusterStatus {
-        let members = if member {
-            vec![MemberStatus {
-                id: 2,
-                address: "a:1".into(),
-                role: Role::Follower,
-                matched_index: log,
-            }]
-        } else {
-            Vec::new()
-        };
+        let members = role
+            .map(|role| {
+                vec![MemberStatus { id: 2, address: "a:1".into(), role, matched_index: applied }]
+            })
+            .unwrap_or_default();
         avocet_consensus::ClusterStatus {
             node_id: 2,
             leader_id: leader,
@@ -446,17 +472,28 @@ mod tests {
     }
 
     #[test]
-    fn ready_means_a_known_leader_membership_and_an_applied_log() {
+    fn ready_means_a_known_leader_a_voter_and_the_leaders_log_applied() {
+        let follower = Some(Role::Follower);
         assert_eq!(
-            readiness(&status(Some(1), 7, 7, true)),
-            Ok("ready: leader 1, applied 7".to_owned())
+            readiness(&status(Some(1), 700, follower), Some(710)),
+            Ok("ready: leader 1, applied 700 of 710".to_owned())
         );
-        assert_eq!(readiness(&status(None, 7, 7, true)), Err("no leader known".to_owned()));
-        assert!(readiness(&status(Some(1), 7, 7, false)).unwrap_err().contains("not a member"));
+        assert_eq!(
+            readiness(&status(None, 7, follower), Some(7)),
+            Err("no leader known".to_owned())
+        );
         assert!(
-            readiness(&status(Some(1), 5, 7, true))
-                .unwrap_err()
-                .contains("catching up: applied 5 of 7")
+            readiness(&status(Some(1), 7, None), Some(7)).unwrap_err().contains("not a member")
         );
+        assert!(
+            readiness(&status(Some(1), 7, Some(Role::Learner)), Some(7))
+                .unwrap_err()
+                .contains("learner")
+        );
+        assert!(
+            readiness(&status(Some(1), 7, follower), None).unwrap_err().contains("not known yet")
+        );
+        let behind = readiness(&status(Some(1), 5, follower), Some(5 + READY_LAG_ENTRIES + 1));
+        assert!(behind.unwrap_err().contains("catching up: applied 5 of leader 1's 70"));
     }
 }
