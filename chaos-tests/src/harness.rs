@@ -78,22 +78,9 @@ impl Binaries {
     }
 }
 
-/// Measures real time: how long a fault lasts, and how long a failover took.
-#[derive(Debug, Clone, Copy)]
-pub struct Stopwatch(std::time::Instant);
-
-impl Stopwatch {
-    /// Starts measuring.
-    #[allow(clippy::disallowed_methods)] // The chaos tests measure real time by design.
-    pub fn start() -> Stopwatch {
-        Stopwatch(std::time::Instant::now())
-    }
-
-    /// Time since the start.
-    pub fn elapsed(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
+/// Measures real time (how long a fault lasts, how long a failover took): the data plane's
+/// stopwatch, the one sanctioned elapsed-time read.
+pub use avocet_transfer::stopwatch::Stopwatch;
 
 /// How a node starts when the test gives its whole command line (a StatefulSet pod's, for
 /// instance) instead of the harness's own: the `avocet` arguments and the environment.
@@ -331,21 +318,14 @@ impl Cluster {
     /// A command that runs `program` where the nodes are reached: in the hub namespace when
     /// they run in namespaces, else here.
     fn command_for(&self, program: &Path, node: Option<u64>) -> Command {
-        match (&self.net, node) {
-            (Some(net), Some(id)) => {
-                let prefix = net.exec_in(id);
-                let mut command = Command::new(&prefix[0]);
-                command.args(&prefix[1..]).arg(program);
-                command
-            }
-            (Some(net), None) => {
-                let prefix = net.exec_in_hub();
-                let mut command = Command::new(&prefix[0]);
-                command.args(&prefix[1..]).arg(program);
-                command
-            }
-            (None, _) => Command::new(program),
-        }
+        let Some(net) = &self.net else { return Command::new(program) };
+        let prefix = match node {
+            Some(id) => net.exec_in(id),
+            None => net.exec_in_hub(),
+        };
+        let mut command = Command::new(&prefix[0]);
+        command.args(&prefix[1..]).arg(program);
+        command
     }
 
     /// Waits (at most 10 s) until every node listens (its metrics port, bound last, accepts)

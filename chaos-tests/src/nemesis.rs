@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::harness::Cluster;
+use crate::harness::{Cluster, Stopwatch};
 use crate::scenario;
 use crate::sim::Rng;
 
@@ -200,7 +200,7 @@ fn complete_in_flight(cluster: &Cluster, id: u64) {
 /// Sleeps for `span`, ending in-flight migrations every half second through whichever node
 /// leads.
 fn run_for(cluster: &Cluster, span: Duration) {
-    let started = crate::harness::Stopwatch::start();
+    let started = Stopwatch::start();
     while started.elapsed() < span {
         if let Ok(leader) = cluster.leader(Duration::from_millis(300)) {
             complete_in_flight(cluster, leader);
@@ -233,7 +233,7 @@ fn inject(
                 }
             }
             cluster.kill(leader);
-            let watch = crate::harness::Stopwatch::start();
+            let watch = Stopwatch::start();
             cluster.leader_among(&others, timeout)?;
             failover = Some(watch.elapsed());
             run_for(cluster, step.hold);
@@ -247,7 +247,7 @@ fn inject(
         }
         Fault::PauseLeader => {
             cluster.pause(leader);
-            let watch = crate::harness::Stopwatch::start();
+            let watch = Stopwatch::start();
             cluster.leader_among(&others, timeout)?;
             failover = Some(watch.elapsed());
             run_for(cluster, step.hold);
@@ -275,11 +275,11 @@ fn inject(
                     ids.iter().copied().filter(|id| !side.contains(id)).collect()
                 }
             };
-            let watch = crate::harness::Stopwatch::start();
+            let watch = Stopwatch::start();
             let next = cluster.leader_among(&majority, timeout)?;
             failover = Some(watch.elapsed());
             // Only the majority is asked while the fault lasts.
-            let started = crate::harness::Stopwatch::start();
+            let started = Stopwatch::start();
             while started.elapsed() < step.hold {
                 complete_in_flight(cluster, next);
                 std::thread::sleep(Duration::from_millis(500));
@@ -369,7 +369,7 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     let leader = cluster.leader(Duration::from_secs(30))?;
     report.planted = options.planted.is_some() && cluster.logs_contain("PLANTED BUG");
     let anchor = scenario::schedule(&cluster, leader, epoch)?;
-    let started = crate::harness::Stopwatch::start();
+    let started = Stopwatch::start();
     for step in Plan::new(options.seed, options.network) {
         if started.elapsed() >= options.duration || STOP.load(std::sync::atomic::Ordering::Relaxed)
         {
@@ -400,21 +400,8 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     }
     // Let what is owed fire, then judge.
     run_for(&cluster, Duration::from_secs(2));
-    let leader = cluster.leader(Duration::from_secs(30))?;
-    let (ok, out, err) =
-        cluster.ctl(leader, &["suspend", "migrationschedule", "app", "-n", "apps"]);
-    if !ok {
-        return Err(format!("suspend: {out}{err}"));
-    }
-    let read = |args: &[&str]| {
-        cluster.ctl_json(leader, args).ok_or_else(|| format!("cannot read {args:?}"))
-    };
-    let items = |list: serde_json::Value| list["items"].as_array().cloned().unwrap_or_default();
-    let events = items(read(&["get", "events", "-n", "apps"])?);
-    let migrations = items(read(&["get", "migration", "-n", "apps"])?);
-    for (policy_type, step) in scenario::POLICY_TYPES {
-        let (accounting, violations) =
-            crate::oracle::tally(&events, &migrations, policy_type, step);
+    let (tallied, _) = scenario::tally(&cluster)?;
+    for (accounting, violations) in tallied {
         if let Some(accounting) = accounting {
             report.fires += accounting.fired as u64;
             report.missed += accounting.expected.saturating_sub(accounting.accounted);
@@ -467,7 +454,7 @@ pub fn data_soak(
     use crate::proxy::Mode;
     let mut rng = Rng::new(seed ^ 0xDA7A);
     let mut world = DataWorld::start(16)?;
-    let started = crate::harness::Stopwatch::start();
+    let started = Stopwatch::start();
     let mut reported: Vec<(String, serde_json::Value)> = Vec::new();
     let mut last_good: Option<serde_json::Value> = None;
     let mut n = 0u64;

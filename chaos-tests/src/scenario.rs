@@ -73,35 +73,47 @@ pub fn schedule(
     Ok(epoch + (created - epoch) / SCALE)
 }
 
-/// Suspends the schedule, then judges every policy type through the public API: the
-/// accounting of each that fired, or every violation.
-pub fn judge(cluster: &Cluster) -> Result<Vec<Accounting>, Vec<String>> {
-    let leader = cluster.leader(Duration::from_secs(30)).map_err(|e| vec![e])?;
+/// One policy type's accounting (when a slot of it fired or was coalesced) and violations.
+pub type Tally = (Option<Accounting>, Vec<String>);
+
+/// Suspends the schedule and tallies every policy type through the public API: for each,
+/// its accounting (when a slot of it fired or was coalesced) and its violations; with the
+/// events read, to explain them.
+pub fn tally(cluster: &Cluster) -> Result<(Vec<Tally>, Vec<Value>), String> {
+    let leader = cluster.leader(Duration::from_secs(30))?;
     let (ok, out, err) =
         cluster.ctl(leader, &["suspend", "migrationschedule", "app", "-n", "apps"]);
     if !ok {
-        return Err(vec![format!("suspend: {out}{err}")]);
+        return Err(format!("suspend: {out}{err}"));
     }
     let read = |args: &[&str]| {
-        cluster.ctl_json(leader, args).ok_or_else(|| vec![format!("cannot read {args:?}")])
+        cluster.ctl_json(leader, args).ok_or_else(|| format!("cannot read {args:?}"))
     };
-    let events = read(&["get", "events", "-n", "apps"])?;
-    let migrations = read(&["get", "migration", "-n", "apps"])?;
-    let items = |list: &Value| list["items"].as_array().cloned().unwrap_or_default();
-    let (events, migrations) = (items(&events), items(&migrations));
+    let items = |list: Value| list["items"].as_array().cloned().unwrap_or_default();
+    let events = items(read(&["get", "events", "-n", "apps"])?);
+    let migrations = items(read(&["get", "migration", "-n", "apps"])?);
+    let tallied = POLICY_TYPES
+        .iter()
+        .map(|(policy_type, step)| oracle::tally(&events, &migrations, policy_type, *step))
+        .collect();
+    Ok((tallied, events))
+}
+
+/// Suspends the schedule, then judges every policy type through the public API: the
+/// accounting of each that fired, or every violation (with the events that explain them).
+pub fn judge(cluster: &Cluster) -> Result<Vec<Accounting>, Vec<String>> {
+    let (tallied, events) = tally(cluster).map_err(|e| vec![e])?;
     let mut accounted = Vec::new();
     let mut violations = Vec::new();
-    for (policy_type, step) in POLICY_TYPES {
-        match oracle::judge(&events, &migrations, policy_type, step) {
-            Ok(Some(accounting)) => accounted.push(accounting),
-            Ok(None) => {}
-            Err(found) => violations.extend(found),
+    for (accounting, found) in tallied {
+        if found.is_empty() {
+            accounted.extend(accounting);
         }
+        violations.extend(found);
     }
     if violations.is_empty() {
         return Ok(accounted);
     }
-    // What the oracle read, to explain the violations.
     for event in &events {
         let reason = event["reason"].as_str().unwrap_or_default();
         if matches!(reason, "Fired" | "Coalesced" | "Missed" | "Buffered") {
@@ -112,4 +124,16 @@ pub fn judge(cluster: &Cluster) -> Result<Vec<Accounting>, Vec<String>> {
         }
     }
     Err(violations)
+}
+
+/// As [`judge`], and at least `slots` interval slots must have fallen due (else the test saw
+/// too little to prove anything).
+pub fn judge_at_least(cluster: &Cluster, slots: u64) -> Result<Vec<Accounting>, Vec<String>> {
+    let accounted = judge(cluster)?;
+    let interval = accounted.iter().find(|a| a.policy_type == "Interval");
+    if interval.is_some_and(|a| a.expected >= slots) {
+        Ok(accounted)
+    } else {
+        Err(vec![format!("fewer than {slots} interval slots fell due: {accounted:?}")])
+    }
 }

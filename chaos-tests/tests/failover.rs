@@ -37,9 +37,10 @@ fn scheduled_cluster_at(nodes: u64) -> (Cluster, u64, DateTime<Utc>) {
 /// Suspends the schedule, then judges every policy type through the public API: about 12 s
 /// at an hour a second gives several interval slots, and a daily one or none.
 fn judge(cluster: &Cluster) {
-    let accounted = scenario::judge(cluster).unwrap_or_else(|violations| panic!("{violations:#?}"));
-    let interval = accounted.iter().find(|a| a.policy_type == "Interval");
-    assert!(interval.is_some_and(|a| a.expected >= 4), "{accounted:?}");
+    // At least four interval slots fell due, and none was missed, doubled or early.
+    if let Err(violations) = scenario::judge_at_least(cluster, 4) {
+        panic!("{violations:#?}");
+    }
 }
 
 #[test]

@@ -30,9 +30,10 @@ fn heal_and_judge(cluster: &Cluster) {
     cluster.net().unwrap().heal().unwrap();
     cluster.leader(Duration::from_secs(30)).unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    let accounted = scenario::judge(cluster).unwrap_or_else(|violations| panic!("{violations:#?}"));
-    let interval = accounted.iter().find(|a| a.policy_type == "Interval");
-    assert!(interval.is_some_and(|a| a.expected >= 4), "{accounted:?}");
+    // At least four interval slots fell due, and none was missed, doubled or early.
+    if let Err(violations) = scenario::judge_at_least(cluster, 4) {
+        panic!("{violations:#?}");
+    }
 }
 
 #[test]

@@ -213,9 +213,10 @@ fn judge(cluster: &Cluster, dir: &Path) {
             (schedule["spec"]["suspend"] == true).then_some(())
         })
         .unwrap();
-    let accounted = scenario::judge(cluster).unwrap_or_else(|violations| panic!("{violations:#?}"));
-    let interval = accounted.iter().find(|a| a.policy_type == "Interval");
-    assert!(interval.is_some_and(|a| a.expected >= 4), "{accounted:?}");
+    // At least four interval slots fell due, and none was missed, doubled or early.
+    if let Err(violations) = scenario::judge_at_least(cluster, 4) {
+        panic!("{violations:#?}");
+    }
 }
 
 fn pod_template(

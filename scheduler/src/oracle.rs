@@ -43,7 +43,8 @@ fn between(message: &str, before: &str, after: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text).ok().map(|t| t.to_utc())
 }
 
-fn annotation(object: &Value, key: &str) -> Option<DateTime<Utc>> {
+/// Reads annotation `key` of a JSON object as an instant.
+pub fn annotation(object: &Value, key: &str) -> Option<DateTime<Utc>> {
     let text = object.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))?;
     DateTime::parse_from_rfc3339(text.as_str()?).ok().map(|t| t.to_utc())
 }

@@ -28,7 +28,7 @@ use avocet_scheduler::clock::{Clock as _, SystemClock};
 use avocet_transfer::stopwatch::Stopwatch;
 
 use avocet_scheduler::apply::{DUE_SLOT_ANNOTATION, FIRED_AT_ANNOTATION, SCHEDULE_NAME_ANNOTATION};
-use avocet_scheduler::oracle;
+use avocet_scheduler::oracle::{self, annotation};
 use avocet_workers::volumes::VolumeSent;
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
@@ -109,11 +109,6 @@ impl Seen {
         let volumes = self.object["status"]["volumes"].as_array().cloned().unwrap_or_default();
         volumes.iter().filter_map(|v| v["bytesTotal"].as_u64()).sum()
     }
-}
-
-fn annotation(object: &Value, key: &str) -> Option<DateTime<Utc>> {
-    let text = object.pointer(&format!("/metadata/annotations/{}", key.replace('/', "~1")))?;
-    DateTime::parse_from_rfc3339(text.as_str()?).ok().map(|t| t.to_utc())
 }
 
 /// Reads the wall clock (the demo is a shell: it shows real and group times).
