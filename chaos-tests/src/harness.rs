@@ -135,6 +135,59 @@ pub struct Cluster {
     env: Vec<(String, String)>,
     /// Nodes started from a command line the test gave, by id.
     pods: BTreeMap<u64, Pod>,
+    /// Flags one node gets after the shared ones, by id.
+    flags: BTreeMap<u64, Vec<String>>,
+}
+
+/// Runs `avocetctl` with the admin token against a cluster's nodes, from any thread: what
+/// [`Cluster::ctl`] does, detached from the cluster (a watcher polling while the test kills
+/// and restarts nodes).
+#[derive(Debug, Clone)]
+pub struct CtlRunner {
+    avocetctl: PathBuf,
+    /// The command that enters the hub namespace, when the nodes run in namespaces.
+    prefix: Vec<String>,
+    apis: BTreeMap<u64, String>,
+}
+
+impl CtlRunner {
+    /// Runs `avocetctl args` against node `id`: (success, stdout, stderr).
+    pub fn run(&self, id: u64, args: &[&str]) -> (bool, String, String) {
+        let mut command = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(&self.avocetctl);
+                command
+            }
+            None => Command::new(&self.avocetctl),
+        };
+        let server = self.apis.get(&id).map(|api| format!("http://{api}"));
+        let output = command
+            .args(["--server", server.as_deref().unwrap_or("http://127.0.0.1:1")])
+            .args(args)
+            .env("AVOCET_TOKEN", ADMIN_TOKEN)
+            .output();
+        match output {
+            Ok(out) => (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(error) => (false, String::new(), error.to_string()),
+        }
+    }
+
+    /// Runs `avocetctl args -o json` against node `id` and parses what it prints.
+    pub fn json(&self, id: u64, args: &[&str]) -> Option<Value> {
+        let args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
+        let (ok, out, _) = self.run(id, &args);
+        if ok { serde_json::from_str(&out).ok() } else { None }
+    }
+
+    /// Returns the node ids.
+    pub fn ids(&self) -> Vec<u64> {
+        self.apis.keys().copied().collect()
+    }
 }
 
 /// Sends `signal` (a name such as `STOP`) to process `pid`.
@@ -226,6 +279,7 @@ impl Cluster {
             net: setup.net,
             env: setup.env,
             pods: setup.pods,
+            flags: BTreeMap::new(),
         };
         for id in ids {
             cluster.spawn(id)?;
@@ -405,6 +459,7 @@ impl Cluster {
             .arg(&data_dir)
             .args(["--metrics-listen", &node.metrics])
             .args(&self.extra)
+            .args(self.flags.get(&id).into_iter().flatten())
             .envs(self.env.iter().map(|(name, value)| (name.as_str(), value.as_str())))
             .env("AVOCET_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("AVOCET_PEER_TOKEN", PEER_TOKEN)
@@ -418,6 +473,12 @@ impl Cluster {
         node.process = Some(command.spawn().map_err(|e| format!("starting node {id}: {e}"))?);
         node.paused = false;
         Ok(())
+    }
+
+    /// Gives node `id` `flags` after the shared ones from its next start (replacing any it
+    /// had; none to clear them).
+    pub fn set_flags(&mut self, id: u64, flags: &[&str]) {
+        self.flags.insert(id, flags.iter().map(|flag| (*flag).to_owned()).collect());
     }
 
     /// Gives every node `name=value` in its environment from its next start.
@@ -491,28 +552,21 @@ impl Cluster {
 
     /// Runs `avocetctl` with the admin token against node `id`: (success, stdout, stderr).
     pub fn ctl(&self, id: u64, args: &[&str]) -> (bool, String, String) {
-        let server = self.nodes.get(&id).map(|node| format!("http://{}", node.api));
-        let output = self
-            .command_for(&self.binaries.avocetctl, None)
-            .args(["--server", server.as_deref().unwrap_or("http://127.0.0.1:1")])
-            .args(args)
-            .env("AVOCET_TOKEN", ADMIN_TOKEN)
-            .output();
-        match output {
-            Ok(out) => (
-                out.status.success(),
-                String::from_utf8_lossy(&out.stdout).into_owned(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            ),
-            Err(error) => (false, String::new(), error.to_string()),
-        }
+        self.ctl_runner().run(id, args)
     }
 
     /// Runs `avocetctl ... -o json` against node `id` and parses what it prints.
     pub fn ctl_json(&self, id: u64, args: &[&str]) -> Option<Value> {
-        let args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
-        let (ok, out, _) = self.ctl(id, &args);
-        if ok { serde_json::from_str(&out).ok() } else { None }
+        self.ctl_runner().json(id, args)
+    }
+
+    /// Returns what runs `avocetctl` against the nodes from another thread.
+    pub fn ctl_runner(&self) -> CtlRunner {
+        CtlRunner {
+            avocetctl: self.binaries.avocetctl.clone(),
+            prefix: self.net.as_ref().map(Net::exec_in_hub).unwrap_or_default(),
+            apis: self.nodes.iter().map(|(id, node)| (*id, node.api.clone())).collect(),
+        }
     }
 
     /// Returns the leader the running, unpaused nodes agree on, waiting at most `timeout`.

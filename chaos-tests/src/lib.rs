@@ -12,8 +12,12 @@
 //!
 //! [`harness`] starts real `avocet serve` processes on loopback and kills, pauses and restarts
 //! them; [`oracle`] (the scheduler's, re-exported; `avocet demo` uses it too) judges what they
-//! did only through the public API (`avocetctl`'s events and migrations). The nemesis that mixes faults on a seeded plan, partitions, worker and S3
-//! faults, and the `chaos` soak binary come next.
+//! did only through the public API (`avocetctl`'s events and migrations), and [`watch`] notes
+//! when the test's own clock first saw each event, so a leader whose clock runs fast cannot
+//! hide an early fire behind its own readings. [`netns`] partitions nodes run in network
+//! namespaces, [`proxy`] puts faults between a node and S3 or the destination, [`dataplane`]
+//! runs workers that copy real volumes, and [`nemesis`] mixes every fault on a seeded plan for
+//! the `chaos` soak binary.
 
 pub mod dataplane;
 pub mod harness;
@@ -23,3 +27,4 @@ pub mod proxy;
 pub mod scenario;
 pub use avocet_scheduler::oracle;
 pub mod sim;
+pub mod watch;

@@ -43,6 +43,11 @@ pub fn fast_flags(epoch: DateTime<Utc>) -> Vec<String> {
     flags.map(str::to_owned).to_vec()
 }
 
+/// The group's true time at real instant `real`, for a group on [`fast_flags`] from `epoch`.
+pub fn group_time(epoch: DateTime<Utc>, real: DateTime<Utc>) -> DateTime<Utc> {
+    epoch + (real - epoch) * SCALE
+}
+
 /// The epoch for [`fast_flags`]: now, to the whole second.
 pub fn epoch_now() -> DateTime<Utc> {
     let now = real_now();

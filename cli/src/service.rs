@@ -158,6 +158,9 @@ struct ServeArgs {
     /// Gives the instant the scaled clock starts from (tests).
     #[arg(long, hide = true, value_name = "RFC3339")]
     clock_epoch: Option<String>,
+    /// Moves this node's clock by MS milliseconds, before scaling (fault injection in tests).
+    #[arg(long, hide = true, value_name = "MS", allow_negative_numbers = true)]
+    clock_skew_ms: Option<i64>,
     /// Serves the public API over TLS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE")]
     tls_cert: Option<PathBuf>,
@@ -267,6 +270,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
         clock_scale: args.clock_scale,
         clock_epoch: args.clock_epoch,
+        clock_skew_ms: args.clock_skew_ms,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
         pair_check_interval: args.pair_check_interval,

@@ -11,7 +11,9 @@
 //! - [`node`]: start-up (refusing a data directory of another node or group, or a peer list that
 //!   contradicts the stored membership), writes forwarded from followers to the leader,
 //!   linearizable reads, membership changes, status, and a shutdown that hands leadership to a
-//!   caught-up voter first.
+//!   caught-up voter first;
+//! - [`clocks`]: every peer message carries its sender's clock, and a node's estimate of the
+//!   instant a majority of voters' clocks have reached, so one skewed clock moves nothing.
 //!
 //! The application is any [`StateMachine`]: commands cross the log as versioned bytes, so
 //! openraft's types stay concrete ([`types`]). The scheduler's catalog plugs in from
@@ -24,6 +26,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod app;
+pub mod clocks;
 pub mod codec;
 pub mod kv;
 pub mod network;
@@ -33,6 +36,7 @@ pub mod store;
 pub mod types;
 
 pub use app::{Applied, StateMachine};
+pub use clocks::PeerClocks;
 pub use network::LinkControl;
 pub use node::{
     ClusterStatus, MemberStatus, NodeConfig, RaftNode, RequestError, Role, StartError, Timing,

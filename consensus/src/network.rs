@@ -143,6 +143,8 @@ pub struct PeerContext {
     pub token: Arc<str>,
     /// Holds the fault-injection switches.
     pub links: LinkControl,
+    /// Holds the peers' clock readings, stamped on and read from every message.
+    pub clocks: crate::clocks::PeerClocks,
 }
 
 /// Calls one peer; cheap to clone (the channel is shared and connects lazily).
@@ -221,16 +223,20 @@ impl PeerClient {
         }
         let client =
             self.client.clone().ok_or_else(|| self.unreachable("the address is not host:port"))?;
+        let sent = self.context.clocks.stamp();
         let message = RaftMessage {
             format_version: u32::from(codec::FORMAT_VERSION),
             group_id: self.context.group.get().map(|group| group.0).unwrap_or_default(),
             from: self.context.me,
             body: codec::encode(request),
+            clock_micros: sent,
         };
         let answer = call(client, self.request(message, timeout)?)
             .await
-            .map_err(|status| self.status_error(&status))?;
-        codec::decode(&answer.into_inner().body)
+            .map_err(|status| self.status_error(&status))?
+            .into_inner();
+        self.context.clocks.heard_answer(self.target, answer.clock_micros, sent);
+        codec::decode(&answer.body)
             .map_err(|error| PeerError::Garbled { target: self.target, reason: error.to_string() })
     }
 

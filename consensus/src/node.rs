@@ -123,6 +123,9 @@ pub struct NodeConfig {
     pub links: LinkControl,
     /// Rewrites each batch on the leader before it is appended (see [`crate::types::Prepare`]).
     pub prepare: Option<crate::types::Prepare>,
+    /// Reads this node's clock into every peer message and estimates the group's clock from
+    /// the peers' (see [`crate::clocks`]); the default reads none.
+    pub clocks: crate::clocks::PeerClocks,
 }
 
 impl NodeConfig {
@@ -140,6 +143,7 @@ impl NodeConfig {
             entries_kept: 1_000,
             links: LinkControl::default(),
             prepare: None,
+            clocks: crate::clocks::PeerClocks::default(),
         }
     }
 }
@@ -231,6 +235,10 @@ pub struct MemberStatus {
     pub role: Role,
     /// Gives the highest log index known to be on the member (0 when unknown).
     pub matched_index: u64,
+    /// Gives the member's clock minus the reporting node's, in milliseconds, as last heard
+    /// within the freshness window (the leader hears every member); `None` when unknown.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Describes the group as one node sees it.
@@ -409,6 +417,7 @@ impl<S: StateMachine> RaftNode<S> {
             group: group.clone(),
             token: Arc::from(config.peer_token.as_str()),
             links: config.links.clone(),
+            clocks: config.clocks.clone(),
         };
         greet_peers(&config, &context, config.bootstrap && !initialized).await?;
 
@@ -457,6 +466,7 @@ impl<S: StateMachine> RaftNode<S> {
         let service =
             RaftService::new(raft.clone(), config.id, group.clone(), config.data_dir.clone())
                 .with_prepare(config.prepare.clone())
+                .with_clocks(config.clocks.clone())
                 .with_step_up(
                     config.timing.heartbeat,
                     own_election.1,
@@ -476,6 +486,20 @@ impl<S: StateMachine> RaftNode<S> {
             ),
         );
 
+        // The group's clock counts the voters of the current membership.
+        let mut watch = raft.metrics();
+        let clocks = config.clocks.clone();
+        let me = config.id;
+        tokio::spawn(async move {
+            loop {
+                let voters =
+                    watch.borrow_and_update().membership_config.membership().voter_ids().collect();
+                clocks.set_members(me, voters);
+                if watch.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
         let quiet_start = tokio::spawn(quiet_start(
             raft.clone(),
             config.timing,
@@ -544,7 +568,13 @@ impl<S: StateMachine> RaftNode<S> {
                 Some(leader) if leader == self.id => {
                     match tokio::time::timeout(
                         RPC_TIMEOUT,
-                        execute(&self.raft, self.id, forward.clone(), self.prepare.as_ref()),
+                        execute(
+                            &self.raft,
+                            self.id,
+                            forward.clone(),
+                            self.prepare.as_ref(),
+                            &self.context.clocks,
+                        ),
                     )
                     .await
                     {
@@ -700,7 +730,7 @@ impl<S: StateMachine> RaftNode<S> {
     /// Returns this node's view of the group (matched indexes of others are known only on the
     /// leader).
     pub fn status(&self) -> ClusterStatus {
-        cluster_status(&self.raft, self.id)
+        cluster_status(&self.raft, self.id, &self.context.clocks)
     }
 
     /// Returns the leader's view of the group when the leader answers within
@@ -835,8 +865,13 @@ impl<S: StateMachine> RaftNode<S> {
 }
 
 /// Returns `me`'s view of the group from its Raft metrics.
-pub(crate) fn cluster_status(raft: &Raft, me: NodeId) -> ClusterStatus {
+pub(crate) fn cluster_status(
+    raft: &Raft,
+    me: NodeId,
+    clocks: &crate::clocks::PeerClocks,
+) -> ClusterStatus {
     let metrics = raft.metrics().borrow().clone();
+    let offsets = clocks.offsets();
     let membership = metrics.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members = membership
@@ -860,7 +895,18 @@ pub(crate) fn cluster_status(raft: &Raft, me: NodeId) -> ClusterStatus {
                     .and_then(|replication| replication.get(id).copied().flatten())
                     .map_or(0, |log_id| log_id.index)
             };
-            MemberStatus { id: *id, address: member.address.clone(), role, matched_index }
+            let clock_offset_ms = if *id == me {
+                (clocks.stamp() != 0).then_some(0)
+            } else {
+                offsets.get(id).map(|micros| micros / 1_000)
+            };
+            MemberStatus {
+                id: *id,
+                address: member.address.clone(),
+                role,
+                matched_index,
+                clock_offset_ms,
+            }
         })
         .collect();
     ClusterStatus {

@@ -102,6 +102,7 @@ pub(crate) async fn execute(
     me: NodeId,
     forward: Forward,
     prepare: Option<&crate::types::Prepare>,
+    clocks: &crate::clocks::PeerClocks,
 ) -> Result<Forwarded, ForwardError> {
     let membership_only =
         |log_id| Forwarded::Committed { log_id, response: crate::types::Response::default() };
@@ -169,7 +170,7 @@ pub(crate) async fn execute(
             Ok(membership_only(written.log_id))
         }
         Forward::Status => {
-            let status = crate::node::cluster_status(raft, me);
+            let status = crate::node::cluster_status(raft, me, clocks);
             if status.leader_id == Some(me) {
                 Ok(Forwarded::Status(status))
             } else {
@@ -209,6 +210,7 @@ pub struct RaftService {
     heard_leader: Arc<tokio::sync::Notify>,
     prepare: Option<crate::types::Prepare>,
     step_up: Arc<StepUp>,
+    clocks: crate::clocks::PeerClocks,
 }
 
 /// Lets a voter with a longer log take over an election that a candidate with a shorter log
@@ -265,6 +267,7 @@ impl RaftService {
             heard_leader: Arc::new(tokio::sync::Notify::new()),
             prepare: None,
             step_up: Arc::new(StepUp::default()),
+            clocks: crate::clocks::PeerClocks::default(),
         }
     }
 
@@ -361,6 +364,12 @@ impl RaftService {
         self
     }
 
+    /// Returns the service that notes the clock of every request and stamps every answer.
+    pub fn with_clocks(mut self, clocks: crate::clocks::PeerClocks) -> RaftService {
+        self.clocks = clocks;
+        self
+    }
+
     /// Returns a signal raised each time a leader's AppendEntries arrives.
     pub fn heard_leader(&self) -> Arc<tokio::sync::Notify> {
         Arc::clone(&self.heard_leader)
@@ -397,6 +406,9 @@ impl RaftService {
             )));
         }
         let theirs = GroupId(message.group_id.clone());
+        if self.group.get().is_some_and(|ours| ours == theirs) {
+            self.clocks.heard_request(message.from, message.clock_micros);
+        }
         match (self.group.get(), admit) {
             (Some(ours), _) if ours == theirs => {}
             (Some(ours), _) => {
@@ -442,6 +454,7 @@ impl RaftService {
             group_id: self.group.get().map(|group| group.0).unwrap_or_default(),
             from: self.me,
             body: codec::encode(value),
+            clock_micros: self.clocks.stamp(),
         })
     }
 }
@@ -497,7 +510,7 @@ impl RaftRpc for RaftService {
         let forward: Forward = self.admit(request.get_ref(), Admit::SameGroup)?;
         let result = tokio::time::timeout(
             RPC_TIMEOUT,
-            execute(&self.raft, self.me, forward, self.prepare.as_ref()),
+            execute(&self.raft, self.me, forward, self.prepare.as_ref(), &self.clocks),
         )
         .await
         .unwrap_or_else(|_| {

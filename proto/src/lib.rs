@@ -40,6 +40,7 @@ mod tests {
                 address: "127.0.0.1:9010".to_owned(),
                 role: api::MemberRole::Leader.into(),
                 matched_index: 42,
+                clock_offset_ms: Some(-3),
             }],
         };
         let bytes = status.encode_to_vec();
@@ -51,6 +52,7 @@ mod tests {
             group_id: "g".to_owned(),
             from: 2,
             body: vec![1, 2, 3],
+            clock_micros: 1_764_000_000_000_000,
         };
         assert_eq!(
             raft::RaftMessage::decode(envelope.encode_to_vec().as_slice()).unwrap(),

@@ -8,6 +8,34 @@ use chrono::{DateTime, Utc};
 pub trait Clock: Send + Sync {
     /// Returns the current instant.
     fn now(&self) -> DateTime<Utc>;
+
+    /// Returns an instant the whole group agrees has been reached, or `None` when this node
+    /// cannot tell yet. A node's own clock agrees with itself; the server's group clock answers
+    /// what a majority of the voters' clocks have reached, and only that may fire a slot.
+    fn agreed(&self) -> Option<DateTime<Utc>> {
+        Some(self.now())
+    }
+}
+
+/// Reads an inner clock moved by a fixed offset: a node whose clock is wrong, for the chaos
+/// tests' skew fault (`avocet serve --clock-skew-ms`).
+#[derive(Debug, Clone)]
+pub struct OffsetClock<C> {
+    inner: C,
+    offset: chrono::TimeDelta,
+}
+
+impl<C: Clock> OffsetClock<C> {
+    /// Returns a clock that reads `inner` plus `offset`.
+    pub fn new(inner: C, offset: chrono::TimeDelta) -> Self {
+        OffsetClock { inner, offset }
+    }
+}
+
+impl<C: Clock> Clock for OffsetClock<C> {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now() + self.offset
+    }
 }
 
 /// Reads the operating system's wall clock.
@@ -89,6 +117,16 @@ mod tests {
         let real = ManualClock::new(epoch + chrono::TimeDelta::seconds(10));
         let clock = ScaledClock::new(real, epoch, 60.0);
         assert_eq!(clock.now(), epoch + chrono::TimeDelta::minutes(10));
+    }
+
+    #[test]
+    fn an_offset_clock_is_skewed_before_scaling() {
+        let epoch = DateTime::parse_from_rfc3339("2026-03-08T00:00:00Z").unwrap().to_utc();
+        let real = ManualClock::new(epoch + chrono::TimeDelta::seconds(10));
+        let skewed = OffsetClock::new(real, chrono::TimeDelta::minutes(5));
+        let clock = ScaledClock::new(skewed, epoch, 60.0);
+        assert_eq!(clock.now(), epoch + chrono::TimeDelta::minutes(310));
+        assert_eq!(clock.agreed(), Some(clock.now()));
     }
 
     #[test]

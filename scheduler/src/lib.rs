@@ -33,6 +33,6 @@ pub mod planted;
 pub mod timing;
 
 pub use catalog::{Catalog, ObjectKey, Settings};
-pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
+pub use clock::{Clock, ManualClock, OffsetClock, ScaledClock, SystemClock};
 pub use command::{CatalogObject, Command, Fire, Rejection, Response};
 pub use timing::{Cadence, DueSlots};

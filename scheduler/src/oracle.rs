@@ -7,7 +7,9 @@
 //!   fired, buffered (fired while the schedule's migration ran, to start when it ends) or
 //!   coalesced, exactly once in all (so nothing was lost across faults).
 //! - T-1: no fire before its slot was due (the event's lateness is never negative, and each
-//!   kept migration's `fired-at` is at or after its `due-slot`).
+//!   kept migration's `fired-at` is at or after its `due-slot`). Those readings are the
+//!   leader's own, so [`early`] also judges T-1 by an observer's clock: no event that fired a
+//!   slot was seen before that slot was due, which catches a leader whose clock runs fast.
 //!
 //! Events read `Scheduled migration (NAME) created for the Interval slot SLOT (0.004 s after it
 //! was due)`, `Interval slot SLOT fired while migration (NAME) runs; it starts when that one
@@ -175,6 +177,39 @@ pub fn tally(
     (Some(accounting), violations)
 }
 
+/// Returns the latest slot an event accounts for: the slot a `Fired` or `Buffered` event
+/// fired, or the last slot a `Coalesced` event folded into another (`None` for other events).
+/// Each was due, by the leader's clock, when the event was committed.
+pub fn accounted_slot(event: &Value) -> Option<DateTime<Utc>> {
+    let message = event["message"].as_str()?;
+    match event["reason"].as_str()? {
+        "Fired" => between(message, " slot ", " ("),
+        "Buffered" => between(message, " slot ", " fired while"),
+        "Coalesced" => between(message, " to ", " coalesced"),
+        _ => None,
+    }
+}
+
+/// T-1 judged by an observer's clock: `seen` pairs each event with the true time (on the
+/// group's clock, as the observer's clock gives it) at which the observer first saw it. An
+/// event that accounts for a slot ([`accounted_slot`]) later than that time, by more than
+/// `tolerance` (the observer's measurement error), treated it as due early; returns one
+/// violation for each.
+pub fn early(seen: &[(Value, DateTime<Utc>)], tolerance: TimeDelta) -> Vec<String> {
+    seen.iter()
+        .filter_map(|(event, at)| {
+            let slot = accounted_slot(event)?;
+            (slot > *at + tolerance).then(|| {
+                format!(
+                    "T-1: slot {slot} fired {:.0} s before it was due (first seen at {at}): {}",
+                    (slot - *at).num_milliseconds() as f64 / 1e3,
+                    event["message"].as_str().unwrap_or_default()
+                )
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -203,6 +238,26 @@ mod tests {
         ];
         let errors = judge(&early, &[], "Interval", step).unwrap_err();
         assert!(errors.iter().any(|e| e.starts_with("T-1")), "{errors:?}");
+    }
+
+    #[test]
+    fn an_event_seen_before_its_slot_was_due_fired_early() {
+        let at = |text: &str| DateTime::parse_from_rfc3339(text).unwrap().to_utc();
+        let seen = [
+            (fired("2026-03-08T02:00:00Z"), at("2026-03-08T02:00:01Z")),
+            (buffered("2026-03-08T04:00:00Z"), at("2026-03-08T04:03:00Z")),
+            (json!({"reason": "Missed", "message": "whatever"}), at("2026-03-01T00:00:00Z")),
+        ];
+        assert!(early(&seen, TimeDelta::minutes(3)).is_empty());
+        let fast = [(fired("2026-03-20T14:00:00Z"), at("2026-03-08T02:00:00Z"))];
+        let errors = early(&fast, TimeDelta::minutes(3));
+        assert!(errors.len() == 1 && errors[0].starts_with("T-1"), "{errors:?}");
+        let barely = [(buffered("2026-03-08T04:00:00Z"), at("2026-03-08T03:56:00Z"))];
+        assert_eq!(early(&barely, TimeDelta::minutes(3)).len(), 1);
+        assert_eq!(accounted_slot(&fast[0].0), Some(at("2026-03-20T14:00:00Z")));
+        let coalesced = json!({"reason": "Coalesced", "message": "3 Interval slot(s) from 2026-03-20T10:00:00Z to 2026-03-20T14:00:00Z coalesced into the Interval slot 2026-03-08T02:00:00Z waiting to start"});
+        assert_eq!(accounted_slot(&coalesced), Some(at("2026-03-20T14:00:00Z")));
+        assert_eq!(early(&[(coalesced, at("2026-03-08T02:00:00Z"))], TimeDelta::zero()).len(), 1);
     }
 
     fn buffered(slot: &str) -> Value {

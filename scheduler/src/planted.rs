@@ -7,6 +7,10 @@
 //! again), and a node that gains leadership re-proposes the last slot of every lane, as a new
 //! leader that trusted a stale view would. Every failover then fires a slot twice, which EO-1
 //! must catch.
+//!
+//! `trust-own-clock`: the server's group clock answers the node's own reading instead of the
+//! time a majority of the voters' clocks agree on, so a leader whose clock runs fast fires
+//! slots early, which the tests' real-time T-1 check must catch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -16,16 +20,26 @@ use crate::catalog::Catalog;
 use crate::command::{Command, Fire};
 
 static DOUBLE_FIRE: AtomicBool = AtomicBool::new(false);
+static TRUST_OWN_CLOCK: AtomicBool = AtomicBool::new(false);
 
 /// Switches on the bug named `name`.
 pub fn switch_on(name: &str) -> Result<(), String> {
-    match name {
-        "double-fire" => {
-            DOUBLE_FIRE.store(true, Ordering::Relaxed);
-            Ok(())
+    let switch = match name {
+        "double-fire" => &DOUBLE_FIRE,
+        "trust-own-clock" => &TRUST_OWN_CLOCK,
+        other => {
+            return Err(format!(
+                "AVOCET_PLANTED_BUG {other:?} is not a planted bug (double-fire, trust-own-clock)"
+            ));
         }
-        other => Err(format!("AVOCET_PLANTED_BUG {other:?} is not a planted bug (double-fire)")),
-    }
+    };
+    switch.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Says whether `trust-own-clock` is on.
+pub fn trust_own_clock() -> bool {
+    TRUST_OWN_CLOCK.load(Ordering::Relaxed)
 }
 
 /// Says whether `double-fire` is on.

@@ -47,6 +47,7 @@ pub fn status_message(status: ClusterStatus) -> ClusterStatusResponse {
                 }
                 .into(),
                 matched_index: member.matched_index,
+                clock_offset_ms: member.clock_offset_ms,
             })
             .collect(),
     }

@@ -23,6 +23,9 @@ pub const DEFAULT_METRICS_LISTEN: &str = "0.0.0.0:9002";
 /// Gives the stage deadline when none is set: six hours.
 pub const DEFAULT_STAGE_DEADLINE: Duration = Duration::from_secs(6 * 60 * 60);
 
+/// Bounds `--clock-skew-ms`, in milliseconds (one day).
+pub const CLOCK_SKEW_MS_MAX: i64 = 24 * 60 * 60 * 1000;
+
 /// Says why the configuration cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{setting}: {message}")]
@@ -82,6 +85,8 @@ pub struct ServeFlags {
     pub clock_scale: Option<f64>,
     /// Gives `--clock-epoch` (hidden).
     pub clock_epoch: Option<String>,
+    /// Gives `--clock-skew-ms` (hidden; the chaos tests' wrong clock).
+    pub clock_skew_ms: Option<i64>,
     /// Gives `--tls-cert` (PEM certificate chain of the public API).
     pub tls_cert: Option<PathBuf>,
     /// Gives `--tls-key` (PEM private key of the public API).
@@ -207,6 +212,8 @@ pub struct ServeConfig {
     pub clock_scale: f64,
     /// Gives the scaled clock's epoch.
     pub clock_epoch: Option<chrono::DateTime<chrono::Utc>>,
+    /// Moves this node's clock (before scaling), to test that one wrong clock changes nothing.
+    pub clock_skew: chrono::TimeDelta,
     /// Holds the public API's PEM certificate chain and key when it serves TLS.
     pub tls: Option<TlsFiles>,
     /// Spaces the leader's checks of every ClusterPair's destination.
@@ -653,6 +660,16 @@ impl ServeConfig {
                 "is required with --clock-scale: every node must scale from the same instant",
             ));
         }
+        let clock_skew = match flags.clock_skew_ms {
+            Some(ms) if ms.abs() > CLOCK_SKEW_MS_MAX => {
+                return Err(error(
+                    "--clock-skew-ms",
+                    format!("{ms} is not within ±{CLOCK_SKEW_MS_MAX} ms (one day)"),
+                ));
+            }
+            Some(ms) => chrono::TimeDelta::milliseconds(ms),
+            None => chrono::TimeDelta::zero(),
+        };
         let cert_label = label("--tls-cert", "tlsCert", flags.tls_cert.is_some(), path);
         let key_label = label("--tls-key", "tlsKey", flags.tls_key.is_some(), path);
         let tls = match (flags.tls_cert.or(file.tls_cert), flags.tls_key.or(file.tls_key)) {
@@ -742,6 +759,7 @@ impl ServeConfig {
             metrics_listen,
             clock_scale,
             clock_epoch,
+            clock_skew,
             id,
             listen,
             raft_listen,

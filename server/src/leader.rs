@@ -3,7 +3,8 @@
 //! On gaining leadership the loop first makes a linearizable read, which commits an entry of the
 //! new term and applies everything committed before it: the plan then starts from every fire
 //! the old leader committed (DESIGN.md §3 step 3). Each tick reads the node's own catalog, asks
-//! the planner for the commands due at the clock's reading, proposes them as one batch and
+//! the planner for the commands due at the group clock's agreed reading (the instant a majority
+//! of the voters' clocks have reached, see `group_clock.rs`), proposes them as one batch and
 //! records fire lag from the answers. Between ticks it sleeps until the next owed slot, lease
 //! expiry or stage deadline (converted from the group's clock to real time), at most
 //! [`IDLE_TICK`], and wakes early when this node commits a change.
@@ -102,7 +103,13 @@ impl LeaderLoop {
                     }
                 }
             }
-            let now = self.clock.now();
+            // Plan only by a time a majority of the voters' clocks have reached, so a fast
+            // clock here fires nothing early (group_clock.rs).
+            let Some(now) = self.clock.agreed() else {
+                tracing::debug!("leading, but the group's clock is unknown: too few peers heard");
+                tokio::time::sleep(FOLLOWER_POLL).await;
+                continue;
+            };
             let commands = self.node.read_local(|s| plan(&s.0, now, FIRES_PER_TICK));
             if !commands.is_empty() {
                 let full = commands.len() >= FIRES_PER_TICK;

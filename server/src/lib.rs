@@ -21,6 +21,7 @@ pub mod config;
 pub mod controller;
 pub mod credentials;
 pub mod dispatch;
+pub mod group_clock;
 pub mod join;
 pub mod leader;
 pub mod machine;

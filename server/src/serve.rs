@@ -10,13 +10,14 @@ use avocet_proto::api::credentials_server::CredentialsServer;
 use avocet_proto::api::volumes_server::VolumesServer;
 use avocet_proto::api::workers_server::WorkersServer;
 use avocet_scheduler::catalog::Settings;
-use avocet_scheduler::{Clock, ScaledClock, SystemClock};
+use avocet_scheduler::{Clock, OffsetClock, ScaledClock, SystemClock};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Status};
 
 use crate::api::ClusterApi;
 use crate::catalog_api::{CatalogApi, WorkersApi};
 use crate::config::ServeConfig;
+use crate::group_clock::GroupClock;
 use crate::leader::LeaderLoop;
 use crate::machine::Scheduler;
 use crate::metrics::{Metrics, serve_metrics};
@@ -217,10 +218,15 @@ pub async fn serve(
     node_config.peers = config.peers.clone();
     node_config.bootstrap = config.bootstrap;
     node_config.timing = config.timing;
-    let clock: Arc<dyn Clock> = match config.clock_epoch {
-        Some(epoch) => Arc::new(ScaledClock::new(SystemClock, epoch, config.clock_scale)),
-        None => Arc::new(SystemClock),
+    let own = OffsetClock::new(SystemClock, config.clock_skew);
+    let local: Arc<dyn Clock> = match config.clock_epoch {
+        Some(epoch) => Arc::new(ScaledClock::new(own, epoch, config.clock_scale)),
+        None => Arc::new(own),
     };
+    // Everything this node stamps or fires by reads the group's clock (group_clock.rs).
+    let (group_clock, peer_clocks) = GroupClock::new(local, config.clock_scale);
+    let clock: Arc<dyn Clock> = Arc::new(group_clock);
+    node_config.clocks = peer_clocks;
     node_config.prepare = Some(leader_stamp(Arc::clone(&clock)));
     let metrics_listener =
         tokio::net::TcpListener::bind(config.metrics_listen).await.map_err(|source| {
@@ -459,7 +465,13 @@ mod tests {
     ) -> avocet_consensus::ClusterStatus {
         let members = role
             .map(|role| {
-                vec![MemberStatus { id: 2, address: "a:1".into(), role, matched_index: applied }]
+                vec![MemberStatus {
+                    id: 2,
+                    address: "a:1".into(),
+                    role,
+                    matched_index: applied,
+                    clock_offset_ms: None,
+                }]
             })
             .unwrap_or_default();
         avocet_consensus::ClusterStatus {

@@ -43,6 +43,7 @@ fn write_json(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::Re
                 "address": member.address,
                 "role": role(member.role),
                 "matchedIndex": member.matched_index,
+                "clockOffsetMs": member.clock_offset_ms,
             })
         })
         .collect();
@@ -72,13 +73,16 @@ fn write_table(status: &ClusterStatusResponse, out: &mut dyn Write) -> anyhow::R
     ]);
     summary.write(out)?;
     writeln!(out)?;
-    let mut members = Table::new(&["ID", "ADDRESS", "ROLE", "MATCHED-INDEX"]);
+    let mut members = Table::new(&["ID", "ADDRESS", "ROLE", "MATCHED-INDEX", "CLOCK-OFFSET"]);
     for member in &status.members {
         members.row(vec![
             member.id.to_string(),
             member.address.clone(),
             role(member.role).to_owned(),
             member.matched_index.to_string(),
+            member
+                .clock_offset_ms
+                .map_or_else(|| "unknown".to_owned(), |ms| format!("{:+.3}s", ms as f64 / 1000.0)),
         ]);
     }
     members.write(out)?;
@@ -158,6 +162,7 @@ mod tests {
                 address: "127.0.0.1:9010".into(),
                 role: MemberRole::Leader.into(),
                 matched_index: 42,
+                clock_offset_ms: Some(-1_500),
             }],
         };
         let mut out = Vec::new();
@@ -167,7 +172,8 @@ mod tests {
             json,
             serde_json::json!({"leaderId": 1, "term": 3, "commitIndex": 42, "reportedBy": 2,
                 "clusterId": "4f1c0e2a",
-                "members": [{"id": 1, "address": "127.0.0.1:9010", "role": "Leader", "matchedIndex": 42}]})
+                "members": [{"id": 1, "address": "127.0.0.1:9010", "role": "Leader", "matchedIndex": 42,
+                    "clockOffsetMs": -1500}]})
         );
     }
 }
