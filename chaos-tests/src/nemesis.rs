@@ -8,7 +8,12 @@
 //! - the leader paused (SIGSTOP) past the election timeout, then resumed;
 //! - the leader isolated, its packets to the others dropped (one-way), or it and a companion
 //!   split from the majority (network namespaces, [`crate::netns`]);
-//! - a rolling restart (SIGTERM, each node in turn) and a full-group restart.
+//! - a rolling restart (SIGTERM, each node in turn) and a full-group restart;
+//! - a follower's clock five minutes fast or slow, and the leader paused so that it may lead.
+//!
+//! A watcher ([`crate::watch`]) notes when the test's own clock first saw each event, and
+//! [`crate::oracle::early`] judges T-1 by it, so a skewed leader cannot hide an early fire
+//! behind its own readings.
 //!
 //! While faults come and go, a completer ends each migration in flight through the public API
 //! (`avocetctl cancel migration`), so that fires keep coming instead of coalescing behind one
@@ -24,6 +29,7 @@ use chrono::{DateTime, Utc};
 use crate::harness::{Cluster, Stopwatch};
 use crate::scenario;
 use crate::sim::Rng;
+use crate::watch::EventWatch;
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +52,9 @@ pub enum Fault {
     RollingRestart,
     /// Every node killed, down for the hold, then started again.
     FullRestart,
+    /// A follower restarted with its clock five minutes fast or slow, the leader paused so
+    /// that it may win the election, and after the hold restarted with a true clock.
+    SkewClock,
 }
 
 impl Fault {
@@ -56,7 +65,7 @@ impl Fault {
 }
 
 /// The faults and their weights in a plan.
-const WEIGHTS: [(Fault, u64); 9] = [
+const WEIGHTS: [(Fault, u64); 10] = [
     (Fault::KillLeader, 4),
     (Fault::KillLeaderAtSlot, 3),
     (Fault::KillFollower, 2),
@@ -66,7 +75,12 @@ const WEIGHTS: [(Fault, u64); 9] = [
     (Fault::SplitLeaderMinority, 2),
     (Fault::RollingRestart, 1),
     (Fault::FullRestart, 1),
+    (Fault::SkewClock, 2),
 ];
+
+/// How far [`Fault::SkewClock`] moves a node's clock, in milliseconds of real time (at the
+/// soak's hour a second, 12.5 days of the group's clock).
+pub const SKEW_MS: i64 = 5 * 60 * 1000;
 
 /// One step of a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +146,8 @@ pub struct Report {
     pub missed: u64,
     /// Slots fired or accounted more than once.
     pub duplicated: u64,
+    /// Slots fired before they were due by the watcher's clock (T-1).
+    pub early: u64,
     /// Times from a fault that took the leader out to a new agreed leader.
     pub failovers: Vec<Duration>,
     /// Every violation and every way the group failed to recover, in order.
@@ -171,13 +187,14 @@ impl Report {
             None => ("-".to_owned(), "-".to_owned()),
         };
         format!(
-            "faults {}, fires {}, missed {}, duplicated {}, stale-commits {stale}, corrupt-volumes {corrupt}, failover p50 {} p99 {}",
+            "faults {}, fires {}, missed {}, duplicated {}, stale-commits {stale}, corrupt-volumes {corrupt}, failover p50 {} p99 {}, early {}",
             self.faults,
             self.fires,
             self.missed,
             self.duplicated,
             seconds(0.5),
-            seconds(0.99)
+            seconds(0.99),
+            self.early
         )
     }
 }
@@ -305,6 +322,27 @@ fn inject(
                 cluster.spawn(*id)?;
             }
         }
+        Fault::SkewClock => {
+            // The hold's milliseconds pick the follower and the direction (seeded either way).
+            let millis = usize::try_from(step.hold.as_millis()).unwrap_or(0);
+            let skewed = others[millis % others.len()];
+            let skew = if millis % 2 == 0 { SKEW_MS } else { -SKEW_MS };
+            cluster.kill(skewed);
+            cluster.set_flags(skewed, &["--clock-skew-ms", &skew.to_string()]);
+            cluster.spawn(skewed)?;
+            cluster.eventually(timeout, "the skewed node following", || {
+                cluster.ctl_json(skewed, &["cluster", "status"])?["leaderId"].as_u64()
+            })?;
+            cluster.pause(leader);
+            let watch = Stopwatch::start();
+            cluster.leader_among(&others, timeout)?;
+            failover = Some(watch.elapsed());
+            cluster.resume(leader);
+            run_for(cluster, step.hold);
+            cluster.kill(skewed);
+            cluster.set_flags(skewed, &[]);
+            cluster.spawn(skewed)?;
+        }
     }
     cluster.leader(Duration::from_secs(30)).map_err(|e| format!("after healing: {e}"))?;
     Ok(failover)
@@ -369,6 +407,7 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     let leader = cluster.leader(Duration::from_secs(30))?;
     report.planted = options.planted.is_some() && cluster.logs_contain("PLANTED BUG");
     let anchor = scenario::schedule(&cluster, leader, epoch)?;
+    let watch = EventWatch::start(cluster.ctl_runner(), "apps", Duration::from_millis(250));
     let started = Stopwatch::start();
     for step in Plan::new(options.seed, options.network) {
         if started.elapsed() >= options.duration || STOP.load(std::sync::atomic::Ordering::Relaxed)
@@ -398,8 +437,12 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
         }
         run_for(&cluster, step.gap);
     }
-    // Let what is owed fire, then judge.
+    // Let what is owed fire, then judge: first T-1 by the watcher's clock, then the rest
+    // through the public API.
     run_for(&cluster, Duration::from_secs(2));
+    let early = crate::watch::early(&watch.finish(), epoch);
+    report.early = early.len() as u64;
+    report.problems.extend(early);
     let (tallied, _) = scenario::tally(&cluster)?;
     for (accounting, violations) in tallied {
         if let Some(accounting) = accounting {
@@ -587,7 +630,7 @@ mod tests {
         };
         assert_eq!(
             report.summary(),
-            "faults 3, fires 10, missed 0, duplicated 0, stale-commits -, corrupt-volumes -, failover p50 0.50s p99 1.20s"
+            "faults 3, fires 10, missed 0, duplicated 0, stale-commits -, corrupt-volumes -, failover p50 0.50s p99 1.20s, early 0"
         );
         assert_eq!(Report::default().failover_quantile(0.5), None);
     }

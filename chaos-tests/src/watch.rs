@@ -13,7 +13,22 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::harness::CtlRunner;
-use crate::scenario::real_now;
+use crate::oracle;
+use crate::scenario::{SCALE, group_time, real_now};
+
+/// The real time of error allowed when T-1 is judged by the watcher's clock: a poll's answer
+/// is read after it arrives, so an event is never seen before it exists; 50 ms covers the
+/// leader's estimate of the group clock running up to half a loopback round trip ahead.
+pub const SEEN_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(50);
+
+/// Judges T-1 by the watcher's clock for a group on [`crate::scenario::fast_flags`] from
+/// `epoch`: one violation for each event in `seen` (from [`EventWatch::finish`]) that
+/// accounts for a slot not yet due when it was first seen.
+pub fn early(seen: &[(Value, DateTime<Utc>)], epoch: DateTime<Utc>) -> Vec<String> {
+    let at_group_time: Vec<_> =
+        seen.iter().map(|(event, at)| (event.clone(), group_time(epoch, *at))).collect();
+    oracle::early(&at_group_time, SEEN_TOLERANCE * SCALE)
+}
 
 /// Each event seen, by `seq`, with the real instant it was first seen.
 type Seen = BTreeMap<u64, (Value, DateTime<Utc>)>;

@@ -20,12 +20,7 @@ use avocet_chaos_tests::scenario::{self, SCALE, group_time, real_now};
 use avocet_chaos_tests::watch::EventWatch;
 
 /// Five minutes, in milliseconds.
-const FIVE_MINUTES_MS: i64 = 5 * 60 * 1000;
-
-/// The watcher's measurement error allowed, in real time: a poll's answer is read after it
-/// arrives, so an event is never seen before it exists; 50 ms covers the leader's estimate of
-/// the group clock (at most half a loopback round trip ahead).
-const SEEN_TOLERANCE: TimeDelta = TimeDelta::milliseconds(50);
+const FIVE_MINUTES_MS: i64 = avocet_chaos_tests::nemesis::SKEW_MS;
 
 /// What a run with one skewed leader saw.
 struct Run {
@@ -96,14 +91,9 @@ fn skewed_leader(skew_ms: i64, env: &[(&str, &str)]) -> Run {
 }
 
 impl Run {
-    /// Every event with the group's true time at which the watcher first saw it.
-    fn seen_at_true_time(&self) -> Vec<(Value, DateTime<Utc>)> {
-        self.seen.iter().map(|(event, at)| (event.clone(), group_time(self.epoch, *at))).collect()
-    }
-
     /// The T-1 violations the watcher's clock shows.
     fn early(&self) -> Vec<String> {
-        oracle::early(&self.seen_at_true_time(), SEEN_TOLERANCE * SCALE)
+        avocet_chaos_tests::watch::early(&self.seen, self.epoch)
     }
 
     /// How far the latest slot fired or coalesced by the end lagged the group's true time then.
