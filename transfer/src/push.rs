@@ -149,7 +149,7 @@ pub async fn push(
     let mut bytes_uploaded = uploaded?;
     let scanned = scanned?;
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: FORMAT,
         volume: options.volume.clone(),
         run,
@@ -158,11 +158,11 @@ pub async fn push(
         entries: scanned.entries,
     };
     repo.store().flush().await?;
-    bytes_uploaded += repo.put_manifest(&manifest).await?;
+    bytes_uploaded += repo.put_manifest(&mut manifest).await?;
     repo.store().flush().await?;
     Ok(PushReport {
         volume: options.volume.clone(),
-        run,
+        run: manifest.run,
         full,
         bytes_scanned: scanned.bytes_scanned,
         bytes_uploaded,

@@ -16,6 +16,9 @@ use crate::store::ObjectStore;
 
 /// The text the key check seals.
 const KEY_CHECK_TEXT: &[u8] = b"avocet";
+/// Bounds how many run numbers a push tries when others keep taking them.
+const RUN_ATTEMPTS: u32 = 16;
+
 /// The largest manifest or piece list read (a bound on what a damaged store can make us hold).
 pub const OBJECT_MAX: usize = 1 << 30;
 /// Index objects fetched at once.
@@ -193,13 +196,29 @@ impl Repository {
         }
     }
 
-    /// Writes a manifest (after every chunk it names); returns the bytes written.
-    pub async fn put_manifest(&self, manifest: &Manifest) -> Result<u64, TransferError> {
-        let key = layout::manifest_key(&manifest.volume, manifest.run);
-        let sealed = seal::seal_labelled(&self.key, &key, &manifest.encode())?;
-        let len = sealed.len() as u64;
-        self.store.put(&key, sealed).await?;
-        Ok(len)
+    /// Writes a manifest (after every chunk it names) as a new run: never over a run already
+    /// stored. When another push took the manifest's run number first (two workers on one
+    /// volume, one of them holding a lapsed lease), it takes the next free number and says so
+    /// in `manifest.run`; returns the bytes written.
+    pub async fn put_manifest(&self, manifest: &mut Manifest) -> Result<u64, TransferError> {
+        for _ in 0..RUN_ATTEMPTS {
+            let key = layout::manifest_key(&manifest.volume, manifest.run);
+            let sealed = seal::seal_labelled(&self.key, &key, &manifest.encode())?;
+            let len = sealed.len() as u64;
+            if self.store.put_new(&key, sealed.clone()).await? {
+                return Ok(len);
+            }
+            // A retried request may have found its own first attempt (sealing is randomized,
+            // so equal bytes are this push's).
+            if self.store.get(&key).await?.is_some_and(|stored| stored == sealed) {
+                return Ok(len);
+            }
+            manifest.run += 1;
+        }
+        Err(TransferError::Invalid(format!(
+            "volume {:?}: {RUN_ATTEMPTS} run numbers in a row were taken by other pushes while this one wrote its manifest",
+            manifest.volume
+        )))
     }
 
     /// Reads one chunk back, verified.

@@ -68,26 +68,53 @@ impl LocalStore {
     }
 }
 
-fn write_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<()> {
+/// Writes `body` to a temporary file beside `path`, synced; returns the file's path.
+fn write_temp(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<PathBuf> {
     let parent = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
     let n = store.inner.counter.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let temp = parent.join(format!("{name}{TEMP_MARK}{}-{n}", std::process::id()));
+    let written = std::fs::File::create(&temp).and_then(|mut file| {
+        file.write_all(body)?;
+        file.sync_data()
+    });
+    match written {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&temp);
+            Err(e)
+        }
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+fn write_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<()> {
     // Every object is on disk before its name is (and its name before `put` returns), so a
     // crash can never leave an index whose pack, or a manifest whose chunks, were lost; packs
     // go to disk while the run goes on rather than all at once in the final `flush`.
-    let result = std::fs::File::create(&temp)
-        .and_then(|mut file| {
-            file.write_all(body)?;
-            file.sync_data()
-        })
-        .and_then(|()| std::fs::rename(&temp, path))
-        .and_then(|()| std::fs::File::open(parent)?.sync_all());
+    let temp = write_temp(store, path, body)?;
+    let result = std::fs::rename(&temp, path).and_then(|()| sync_parent(path));
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// Links a synced temporary file in at `path` unless a file is there (a hard link never
+/// replaces its target, atomically); returns whether it did.
+fn create_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<bool> {
+    let temp = write_temp(store, path, body)?;
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => sync_parent(path).map(|()| true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn walk(root: &Path, dir: &Path, prefix: &str, keys: &mut Vec<String>) -> io::Result<()> {
@@ -115,6 +142,10 @@ fn walk(root: &Path, dir: &Path, prefix: &str, keys: &mut Vec<String>) -> io::Re
 impl ObjectStore for LocalStore {
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, ()> {
         self.blocking("put", key, move |store, path| write_new(store, &path, &body))
+    }
+
+    fn put_new<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, bool> {
+        self.blocking("create", key, move |store, path| create_new(store, &path, &body))
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {

@@ -28,6 +28,10 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Stores `body` under `key`, replacing what was there; the object appears whole or not at
     /// all.
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, ()>;
+    /// Stores `body` under `key` only if no object is there (S3's `If-None-Match: *`); returns
+    /// `false`, changing nothing, when one already is. A retried request may find its own
+    /// first attempt there: a caller that must tell reads the object back and compares.
+    fn put_new<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, bool>;
     /// Reads the object at `key`, or `None` when there is none.
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>>;
     /// Reads `len` bytes of the object at `key` from `offset`.

@@ -239,16 +239,25 @@ impl S3Store {
         }
     }
 
-    async fn put_once(&self, key: &str, body: &[u8]) -> Result<(), (String, Option<String>)> {
+    /// Puts `body` at `key` (only where no object is, with `only_new`: S3 answers 412
+    /// `PreconditionFailed` otherwise).
+    async fn put_once(
+        &self,
+        key: &str,
+        body: &[u8],
+        only_new: bool,
+    ) -> Result<(), (String, Option<String>)> {
         let full = self.full_key(key);
         let describe =
             |e: &dyn ProvideErrorMetadata, context: String| (context, e.code().map(str::to_owned));
+        let condition = only_new.then(|| "*".to_owned());
         if body.len() <= self.options.multipart_threshold {
             return self
                 .client
                 .put_object()
                 .bucket(&self.options.bucket)
                 .key(&full)
+                .set_if_none_match(condition)
                 .body(ByteStream::from(body.to_vec()))
                 .send()
                 .await
@@ -302,6 +311,7 @@ impl S3Store {
             .complete_multipart_upload()
             .bucket(&self.options.bucket)
             .key(&full)
+            .set_if_none_match(condition)
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
@@ -311,32 +321,50 @@ impl S3Store {
     }
 }
 
+impl S3Store {
+    /// Puts `body` at `key` (see [`S3Store::put_once`]), creating the bucket when it is missing;
+    /// returns `false` when `only_new` and an object was already there.
+    async fn put_creating(
+        &self,
+        key: &str,
+        body: &[u8],
+        only_new: bool,
+    ) -> Result<bool, StoreError> {
+        let _permit = self.permit().await;
+        let outcome = match self.put_once(key, body, only_new).await {
+            Err((_, Some(code))) if code == "NoSuchBucket" => {
+                let created = self.client.create_bucket().bucket(&self.options.bucket).send().await;
+                if let Err(e) = created {
+                    let owned = e.code().is_some_and(|c| {
+                        c == "BucketAlreadyOwnedByYou" || c == "BucketAlreadyExists"
+                    });
+                    if !owned {
+                        return Err(self.error(
+                            "create the bucket for",
+                            key,
+                            DisplayErrorContext(&e),
+                        ));
+                    }
+                }
+                self.put_once(key, body, only_new).await
+            }
+            outcome => outcome,
+        };
+        match outcome {
+            Ok(()) => Ok(true),
+            Err((_, Some(code))) if only_new && code == "PreconditionFailed" => Ok(false),
+            Err((e, _)) => Err(self.error(if only_new { "create" } else { "put" }, key, e)),
+        }
+    }
+}
+
 impl ObjectStore for S3Store {
     fn put<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, ()> {
-        Box::pin(async move {
-            let _permit = self.permit().await;
-            match self.put_once(key, &body).await {
-                Ok(()) => Ok(()),
-                Err((_, Some(code))) if code == "NoSuchBucket" => {
-                    let created =
-                        self.client.create_bucket().bucket(&self.options.bucket).send().await;
-                    if let Err(e) = created {
-                        let owned = e.code().is_some_and(|c| {
-                            c == "BucketAlreadyOwnedByYou" || c == "BucketAlreadyExists"
-                        });
-                        if !owned {
-                            return Err(self.error(
-                                "create the bucket for",
-                                key,
-                                DisplayErrorContext(&e),
-                            ));
-                        }
-                    }
-                    self.put_once(key, &body).await.map_err(|(e, _)| self.error("put", key, e))
-                }
-                Err((e, _)) => Err(self.error("put", key, e)),
-            }
-        })
+        Box::pin(async move { self.put_creating(key, &body, false).await.map(drop) })
+    }
+
+    fn put_new<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, bool> {
+        Box::pin(async move { self.put_creating(key, &body, true).await })
     }
 
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {

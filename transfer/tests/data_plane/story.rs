@@ -93,3 +93,36 @@ pub(crate) async fn run(store: Arc<dyn ObjectStore>, big: usize) {
     );
     assert!(third.bytes_uploaded < 64 * 1024, "only a manifest: {third:?}");
 }
+
+/// Two pushes of one volume that both read run 1 as the latest (a worker whose lease lapsed,
+/// still pushing beside the one that holds it now): each writes a run of its own, the later
+/// one taking the next free number, and neither replaces the other's manifest.
+pub(crate) async fn racing_pushes_keep_their_own_runs(store: Arc<dyn ObjectStore>) {
+    let work = tempfile::tempdir().expect("work dir");
+    let src = work.path().join("src");
+    std::fs::create_dir(&src).expect("src");
+    std::fs::write(src.join("f"), b"one").expect("f");
+    let repo = Repository::open(store.clone(), key(), true).await.expect("open");
+    assert_eq!(push_dir(&repo, &src, "data").await.run, 1);
+
+    let mut first = repo.manifest("data", 1).await.expect("run 1");
+    first.run = 2;
+    first.entries.clear();
+    repo.put_manifest(&mut first).await.expect("the first to write run 2");
+    assert_eq!(first.run, 2);
+    let mut second = repo.manifest("data", 1).await.expect("run 1");
+    second.run = 2;
+    repo.put_manifest(&mut second).await.expect("the second takes the next run");
+    assert_eq!(second.run, 3, "run 2 was taken");
+    assert_eq!(repo.runs("data").await.expect("runs"), [1, 2, 3]);
+    assert!(repo.manifest("data", 2).await.expect("run 2").entries.is_empty(), "run 2 kept");
+    assert_eq!(repo.manifest("data", 3).await.expect("run 3").entries.len(), 1);
+    // A push after both continues from the newest.
+    std::fs::write(src.join("f"), b"two").expect("f");
+    assert_eq!(push_dir(&repo, &src, "data").await.run, 4);
+
+    // The store's create-only put.
+    assert!(store.put_new("race/key", b"a".to_vec()).await.expect("create"));
+    assert!(!store.put_new("race/key", b"b".to_vec()).await.expect("create again"));
+    assert_eq!(store.get("race/key").await.expect("get"), Some(b"a".to_vec()));
+}

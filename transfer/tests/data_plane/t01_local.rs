@@ -67,6 +67,9 @@ impl ObjectStore for Failing {
         }
         self.inner.put(key, body)
     }
+    fn put_new<'a>(&'a self, key: &'a str, body: Vec<u8>) -> StoreFuture<'a, bool> {
+        self.inner.put_new(key, body)
+    }
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Vec<u8>>> {
         self.inner.get(key)
     }
@@ -153,6 +156,12 @@ async fn a_restore_that_fails_part_way_leaves_the_previous_snapshot_intact() {
         .filter(|n| n.contains("staging") || n.contains("previous"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_pushes_keep_their_own_runs_locally() {
+    let store = tempfile::tempdir().expect("store");
+    story::racing_pushes_keep_their_own_runs(local(store.path())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,13 @@ use crate::story::{self, key, push_dir, restore_dir};
 use crate::tree;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_pushes_keep_their_own_runs_on_s3() {
+    let server = S3Server::start();
+    let store = S3Store::connect(server.options("racing", server.port)).await.expect("client");
+    story::racing_pushes_keep_their_own_runs(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_s3_store_keeps_its_contract_against_a_real_server() {
     let server = S3Server::start();
     let mut options = server.options("contract", server.port);
@@ -32,6 +39,9 @@ async fn the_s3_store_keeps_its_contract_against_a_real_server() {
     assert_eq!(store.get("big/object").await.expect("get"), Some(big.clone()));
     let range = store.get_range("big/object", 6_000_000, 1000).await.expect("range");
     assert_eq!(range, big[6_000_000..6_001_000]);
+    let other = tree::noise(12 * 1024 * 1024 + 7, 6);
+    assert!(!store.put_new("big/object", other).await.expect("multipart create-only put"));
+    assert_eq!(store.get("big/object").await.expect("get"), Some(big.clone()), "kept");
 
     let keys: Vec<String> = (0..1005).map(|i| format!("many/{i:05}")).collect();
     futures::stream::iter(&keys)
