@@ -408,6 +408,17 @@ impl DataWorld {
         items.iter().filter_map(|e| e["reason"].as_str().map(str::to_owned)).collect()
     }
 
+    /// Every event of the migrated namespace, in commit order (for W-1, see
+    /// [`crate::oracle::stale_leases`]).
+    pub fn events(&self) -> Result<Vec<Value>, String> {
+        let leader = self.source.leader(Duration::from_secs(10))?;
+        let events = self
+            .source
+            .ctl_json(leader, &["get", "events", "-n", NAMESPACE])
+            .ok_or("the events cannot be read")?;
+        Ok(events["items"].as_array().cloned().unwrap_or_default())
+    }
+
     /// Waits (at most `timeout`) for migration `name` to end; returns it.
     pub fn wait_ended(&self, name: &str, timeout: Duration) -> Result<Value, String> {
         self.source.eventually(timeout, &format!("migration {name} ended"), || {

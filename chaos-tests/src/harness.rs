@@ -153,6 +153,16 @@ pub struct CtlRunner {
 impl CtlRunner {
     /// Runs `avocetctl args` against node `id`: (success, stdout, stderr).
     pub fn run(&self, id: u64, args: &[&str]) -> (bool, String, String) {
+        self.run_with_input(id, args, None)
+    }
+
+    /// As [`CtlRunner::run`], with `input` on its standard input (for `apply -f -`).
+    pub fn run_with_input(
+        &self,
+        id: u64,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> (bool, String, String) {
         let mut command = match self.prefix.split_first() {
             Some((program, rest)) => {
                 let mut command = Command::new(program);
@@ -162,11 +172,20 @@ impl CtlRunner {
             None => Command::new(&self.avocetctl),
         };
         let server = self.apis.get(&id).map(|api| format!("http://{api}"));
-        let output = command
+        command
             .args(["--server", server.as_deref().unwrap_or("http://127.0.0.1:1")])
             .args(args)
             .env("AVOCET_TOKEN", ADMIN_TOKEN)
-            .output();
+            .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = command.spawn().and_then(|mut child| {
+            if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+                use std::io::Write;
+                stdin.write_all(text.as_bytes())?;
+            }
+            child.wait_with_output()
+        });
         match output {
             Ok(out) => (
                 out.status.success(),

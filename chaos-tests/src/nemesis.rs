@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use crate::harness::{Cluster, Stopwatch};
 use crate::scenario;
 use crate::sim::Rng;
-use crate::watch::EventWatch;
+use crate::watch::{AckWriter, EventWatch};
 
 /// One kind of fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,6 +148,10 @@ pub struct Report {
     pub duplicated: u64,
     /// Slots fired before they were due by the watcher's clock (T-1).
     pub early: u64,
+    /// Writes a node acknowledged that the group no longer holds.
+    pub lost: u64,
+    /// Writes a node acknowledged.
+    pub acknowledged: u64,
     /// Times from a fault that took the leader out to a new agreed leader.
     pub failovers: Vec<Duration>,
     /// Every violation and every way the group failed to recover, in order.
@@ -187,14 +191,15 @@ impl Report {
             None => ("-".to_owned(), "-".to_owned()),
         };
         format!(
-            "faults {}, fires {}, missed {}, duplicated {}, stale-commits {stale}, corrupt-volumes {corrupt}, failover p50 {} p99 {}, early {}",
+            "faults {}, fires {}, missed {}, duplicated {}, stale-commits {stale}, corrupt-volumes {corrupt}, failover p50 {} p99 {}, early {}, lost {}",
             self.faults,
             self.fires,
             self.missed,
             self.duplicated,
             seconds(0.5),
             seconds(0.99),
-            self.early
+            self.early,
+            self.lost
         )
     }
 }
@@ -408,6 +413,7 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     report.planted = options.planted.is_some() && cluster.logs_contain("PLANTED BUG");
     let anchor = scenario::schedule(&cluster, leader, epoch)?;
     let watch = EventWatch::start(cluster.ctl_runner(), "apps", Duration::from_millis(250));
+    let writer = AckWriter::start(cluster.ctl_runner(), Duration::from_millis(300));
     let started = Stopwatch::start();
     for step in Plan::new(options.seed, options.network) {
         if started.elapsed() >= options.duration || STOP.load(std::sync::atomic::Ordering::Relaxed)
@@ -443,6 +449,12 @@ pub fn soak(options: &Options, mut progress: impl FnMut(&str)) -> Result<Report,
     let early = crate::watch::early(&watch.finish(), epoch);
     report.early = early.len() as u64;
     report.problems.extend(early);
+    let acknowledged = writer.finish();
+    report.acknowledged = acknowledged.len() as u64;
+    let leader = cluster.leader(Duration::from_secs(30))?;
+    let lost = crate::watch::lost(&cluster.ctl_runner(), leader, &acknowledged);
+    report.lost = lost.iter().filter(|problem| problem.starts_with("lost")).count() as u64;
+    report.problems.extend(lost);
     let (tallied, _) = scenario::tally(&cluster)?;
     for (accounting, violations) in tallied {
         if let Some(accounting) = accounting {
@@ -597,6 +609,11 @@ pub fn data_soak(
             report.problems.push(format!("W-1: {name}'s outcome changed after it was reported"));
         }
     }
+    // And from the events: every completion by the lease current at the time.
+    for violation in crate::oracle::stale_leases(&world.events()?) {
+        report.stale_commits += 1;
+        report.problems.push(violation);
+    }
     report.migrations = Some(n);
     Ok(())
 }
@@ -630,7 +647,7 @@ mod tests {
         };
         assert_eq!(
             report.summary(),
-            "faults 3, fires 10, missed 0, duplicated 0, stale-commits -, corrupt-volumes -, failover p50 0.50s p99 1.20s, early 0"
+            "faults 3, fires 10, missed 0, duplicated 0, stale-commits -, corrupt-volumes -, failover p50 0.50s p99 1.20s, early 0, lost 0"
         );
         assert_eq!(Report::default().failover_quantile(0.5), None);
     }

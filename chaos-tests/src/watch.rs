@@ -1,7 +1,11 @@
-//! A watcher outside the group: it polls a namespace's events through `avocetctl` and notes
-//! when, by the test's own clock, it first saw each one. The events' times are the leader's
-//! readings, so only an outside clock can tell that a leader whose clock runs fast fired a slot
-//! early ([`crate::oracle::early`]).
+//! Observers outside the group, each a thread that talks to it only through `avocetctl`:
+//!
+//! - [`EventWatch`] polls a namespace's events and notes when, by the test's own clock, it
+//!   first saw each one. The events' times are the leader's readings, so only an outside clock
+//!   can tell that a leader whose clock runs fast fired a slot early ([`early`]).
+//! - [`AckWriter`] keeps writing new objects through the nodes in turn and remembers each one a
+//!   node acknowledged; [`lost`] then finds any acknowledged write the group no longer holds
+//!   (nothing acknowledged may be lost, whatever the faults).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,5 +89,100 @@ impl Drop for EventWatch {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Writes a new SchedulePolicy (`ack-<n>`, on no schedule, so it never fires) through the
+/// nodes in turn until finished or dropped, remembering each one a node acknowledged.
+#[derive(Debug)]
+pub struct AckWriter {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Vec<String>>>,
+}
+
+impl AckWriter {
+    /// Starts writing through the nodes of `runner`, one write every `every`.
+    pub fn start(runner: CtlRunner, every: Duration) -> AckWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let ids = runner.ids();
+            let mut acknowledged = Vec::new();
+            let mut n = 0usize;
+            while !stopping.load(Ordering::Relaxed) {
+                n += 1;
+                let name = format!("ack-{n}");
+                let yaml = format!(
+                    "apiVersion: stork.libopenstorage.org/v1alpha1\nkind: SchedulePolicy\n\
+                     metadata: {{name: {name}}}\npolicy: {{interval: {{intervalMinutes: 60}}}}\n"
+                );
+                let id = ids[n % ids.len().max(1)];
+                let (ok, _, _) = runner.run_with_input(id, &["apply", "-f", "-"], Some(&yaml));
+                if ok {
+                    acknowledged.push(name);
+                }
+                std::thread::sleep(every);
+            }
+            acknowledged
+        });
+        AckWriter { stop, thread: Some(thread) }
+    }
+
+    /// Stops writing and returns the names of the policies a node acknowledged.
+    pub fn finish(mut self) -> Vec<String> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.take().and_then(|thread| thread.join().ok()).unwrap_or_default()
+    }
+}
+
+impl Drop for AckWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Returns one problem for each policy of `acknowledged` that node `id` (the leader, for a
+/// linearizable read) no longer lists, or the reason the list could not be read.
+pub fn lost(runner: &CtlRunner, id: u64, acknowledged: &[String]) -> Vec<String> {
+    match runner.json(id, &["get", "schedulepolicy"]) {
+        Some(list) => missing(&list, acknowledged),
+        None => vec!["the SchedulePolicies cannot be read back".to_owned()],
+    }
+}
+
+/// Returns one problem for each name of `acknowledged` that `list` (a `get -o json` list)
+/// lacks.
+fn missing(list: &Value, acknowledged: &[String]) -> Vec<String> {
+    let held: std::collections::BTreeSet<&str> = list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|policy| policy["metadata"]["name"].as_str())
+        .collect();
+    acknowledged
+        .iter()
+        .filter(|name| !held.contains(name.as_str()))
+        .map(|name| format!("lost: SchedulePolicy {name} was acknowledged, and is gone"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_acknowledged_write_missing_from_the_list_is_lost() {
+        let list =
+            json!({"items": [{"metadata": {"name": "ack-1"}}, {"metadata": {"name": "ack-3"}}]});
+        let acknowledged: Vec<String> = ["ack-1", "ack-3"].map(str::to_owned).to_vec();
+        assert!(missing(&list, &acknowledged).is_empty());
+        let acknowledged: Vec<String> = ["ack-1", "ack-2"].map(str::to_owned).to_vec();
+        let lost = missing(&list, &acknowledged);
+        assert!(lost.len() == 1 && lost[0].contains("ack-2"), "{lost:?}");
     }
 }

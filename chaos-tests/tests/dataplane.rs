@@ -3,7 +3,8 @@
 //! 503, stalling and resetting connections, and the destination's API down while a migration
 //! restores. Every Successful migration must leave the destination's volume equal, byte for
 //! byte, to the run of the store it names, and the standby objects whole; a migration that
-//! fails may leave the last good copy, never a half-written one.
+//! fails may leave the last good copy, never a half-written one. A worker frozen past its
+//! lease and woken commits nothing (W-1, judged from the outcome and from the events).
 
 // Test helpers run outside #[test] functions, where clippy.toml's test allowances do not reach.
 #![allow(clippy::unwrap_used)]
@@ -134,4 +135,14 @@ fn a_worker_that_wakes_after_its_lease_lapsed_changes_nothing() {
     let after = world.migration("stale").unwrap();
     assert_eq!(after["status"], stale["status"], "a stale lease changed the migration's status");
     successful(&world, &after);
+    // The events tell the same: two grants, the first lapsed, the completion by the second.
+    let events = world.events().unwrap();
+    let stale_leases = avocet_chaos_tests::oracle::stale_leases(&events);
+    assert!(stale_leases.is_empty(), "{stale_leases:#?}");
+    let reasons = world.event_reasons("migration/stale");
+    let count = |reason: &str| reasons.iter().filter(|r| *r == reason).count();
+    assert!(
+        count("Leased") >= 2 && count("LeaseExpired") >= 1 && count("Completed") == 1,
+        "{reasons:?}"
+    );
 }

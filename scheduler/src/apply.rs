@@ -1078,14 +1078,29 @@ impl Catalog {
         let expires_at = at.checked_add_signed(millis(duration_ms)).unwrap_or(at);
         entry.queued = None;
         entry.attempts += 1;
-        entry.lease = Some(Lease { worker, token: index, expires_at });
+        entry.lease = Some(Lease { worker: worker.clone(), token: index, expires_at });
         entry.stage_since = now;
         if let Some(status) = entry.object.status.as_mut() {
             status.status = MigrationStatusType::InProgress;
         }
         let migration = Box::new(entry.object.clone());
+        let attempt = entry.attempts;
         self.index_migration(&key);
         self.set_schedule_item(&key, MigrationStatusType::InProgress, None);
+        // Every grant, completion and expiry names its token, so W-1 can be judged from the
+        // events alone (the chaos tests' oracle does).
+        self.push_event(
+            Kind::Migration,
+            &key,
+            EventType::Normal,
+            "Leased",
+            format!(
+                "worker {} leased the migration with token {index} until {} (attempt {attempt})",
+                worker,
+                expires_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            ),
+            now,
+        );
         Ok(Response::Leased { migration, token: index, expires_at })
     }
 
@@ -1172,6 +1187,7 @@ impl Catalog {
             });
         }
         let entry = self.leased(key, token)?;
+        let worker = entry.lease.as_ref().map(|lease| lease.worker.clone()).unwrap_or_default();
         entry.progress = outcome.progress;
         if let Some(annotations) = entry.object.metadata.annotations.as_mut() {
             annotations.remove(PROGRESS_ANNOTATION);
@@ -1186,6 +1202,14 @@ impl Catalog {
         if status.stage == MigrationStage::Applications {
             status.resource_migration_finish_timestamp = Some(now.into());
         }
+        self.push_event(
+            Kind::Migration,
+            key,
+            EventType::Normal,
+            "Completed",
+            format!("worker {worker} reported {} with token {token}", outcome.status),
+            now,
+        );
         self.finish(key, outcome.status, &outcome.reason, now);
         Ok(Response::Done)
     }
@@ -1213,6 +1237,18 @@ impl Catalog {
                 "worker {} stopped renewing its lease; gave up after {attempts} attempt(s)",
                 lease.worker
             );
+            self.push_event(
+                Kind::Migration,
+                key,
+                EventType::Warning,
+                "LeaseExpired",
+                format!(
+                    "worker {} stopped renewing its lease (token {token}); gave up after \
+                     {attempts} attempt(s)",
+                    lease.worker
+                ),
+                now,
+            );
             self.finish(key, MigrationStatusType::Failed, &reason, now);
         } else {
             self.data.next_serial += 1;
@@ -1233,8 +1269,8 @@ impl Catalog {
                 EventType::Warning,
                 "LeaseExpired",
                 format!(
-                    "worker {} stopped renewing its lease; queued again (attempt {attempts} of \
-                     {max_attempts} used)",
+                    "worker {} stopped renewing its lease (token {token}); queued again \
+                     (attempt {attempts} of {max_attempts} used)",
                     lease.worker
                 ),
                 now,

@@ -11,6 +11,9 @@
 //!   leader's own, so [`early`] also judges T-1 by an observer's clock: no event that fired a
 //!   slot was seen before that slot was due, which catches a leader whose clock runs fast.
 //!
+//! - W-1: no migration's outcome was committed by a lease that was not current ([`stale_leases`],
+//!   from the `Leased`, `LeaseExpired` and `Completed` events, each naming its token).
+//!
 //! Events read `Scheduled migration (NAME) created for the Interval slot SLOT (0.004 s after it
 //! was due)`, `Interval slot SLOT fired while migration (NAME) runs; it starts when that one
 //! ends` and `N [missed] Interval slot(s) from A to B coalesced into …`.
@@ -210,6 +213,82 @@ pub fn early(seen: &[(Value, DateTime<Utc>)], tolerance: TimeDelta) -> Vec<Strin
         .collect()
 }
 
+/// Reads the number after `token ` in `message`.
+fn token_of(message: &str) -> Option<u64> {
+    let rest = &message[message.find("token ")? + "token ".len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// W-1 from the events (`items` of `get events -o json`, in commit order): for each migration,
+/// a `Completed` event must name the token of its one current lease (granted by a `Leased`
+/// event, not yet ended by `LeaseExpired` or by the migration ending), and no lease may be
+/// granted while another is current. Returns one violation for each breach. When the group
+/// has trimmed its oldest events (the first kept is not `seq` 1), a migration whose `Leased`
+/// event was trimmed is judged only from its next grant on.
+pub fn stale_leases(events: &[Value]) -> Vec<String> {
+    let mut current: std::collections::BTreeMap<(String, String), Option<u64>> =
+        std::collections::BTreeMap::new();
+    let whole = events.first().is_none_or(|event| event["seq"].as_u64() == Some(1));
+    let mut violations = Vec::new();
+    for event in events {
+        let message = event["message"].as_str().unwrap_or_default();
+        let object = &event["involvedObject"];
+        let namespace = object["namespace"].as_str().unwrap_or_default().to_owned();
+        let mut name = object["name"].as_str().unwrap_or_default().to_owned();
+        let reason = event["reason"].as_str().unwrap_or_default();
+        if object["kind"].as_str() == Some("MigrationSchedule") {
+            // A scheduled migration's end is told on its schedule, naming it.
+            let (Some(start), Some(end)) = (message.find('('), message.find(')')) else {
+                continue;
+            };
+            if matches!(reason, "Successful" | "Failed") && message.starts_with("Scheduled") {
+                name = message[start + 1..end].to_owned();
+            } else {
+                continue;
+            }
+        }
+        let key = (namespace.clone(), name.clone());
+        if !whole && reason != "Leased" && !current.contains_key(&key) {
+            continue;
+        }
+        let held = current.entry(key).or_default();
+        let what = format!("migration {namespace}/{name}");
+        match (reason, token_of(message)) {
+            ("Leased", Some(token)) => {
+                if let Some(live) = held {
+                    violations.push(format!(
+                        "W-1: {what} leased with token {token} while token {live} was current"
+                    ));
+                }
+                *held = Some(token);
+            }
+            ("LeaseExpired", Some(token)) => {
+                if *held != Some(token) {
+                    violations.push(format!(
+                        "W-1: {what}: token {token} expired but {held:?} was current: {message}"
+                    ));
+                }
+                *held = None;
+            }
+            ("Completed", Some(token)) => {
+                if *held != Some(token) {
+                    violations.push(format!(
+                        "W-1: {what} completed by token {token}, but the current lease was {held:?}: {message}"
+                    ));
+                }
+                *held = None;
+            }
+            ("Leased" | "LeaseExpired" | "Completed", None) => {
+                violations.push(format!("unreadable {reason} event: {message}"));
+            }
+            ("Successful" | "Failed", _) => *held = None,
+            _ => {}
+        }
+    }
+    violations
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -258,6 +337,60 @@ mod tests {
         let coalesced = json!({"reason": "Coalesced", "message": "3 Interval slot(s) from 2026-03-20T10:00:00Z to 2026-03-20T14:00:00Z coalesced into the Interval slot 2026-03-08T02:00:00Z waiting to start"});
         assert_eq!(accounted_slot(&coalesced), Some(at("2026-03-20T14:00:00Z")));
         assert_eq!(early(&[(coalesced, at("2026-03-08T02:00:00Z"))], TimeDelta::zero()).len(), 1);
+    }
+
+    fn lease_event(reason: &str, name: &str, message: &str) -> Value {
+        json!({"reason": reason, "message": message,
+            "involvedObject": {"kind": "Migration", "namespace": "apps", "name": name}})
+    }
+
+    #[test]
+    fn a_completion_by_a_lease_that_is_not_current_breaks_w_1() {
+        let leased = |token: u64| {
+            lease_event(
+                "Leased",
+                "m1",
+                &format!(
+                    "worker w leased the migration with token {token} until 2026-03-08T00:00:00.000Z (attempt 1)"
+                ),
+            )
+        };
+        let expired = |token: u64| {
+            lease_event(
+                "LeaseExpired",
+                "m1",
+                &format!(
+                    "worker w stopped renewing its lease (token {token}); queued again (attempt 1 of 3 used)"
+                ),
+            )
+        };
+        let completed = |token: u64| {
+            lease_event(
+                "Completed",
+                "m1",
+                &format!("worker w reported Successful with token {token}"),
+            )
+        };
+        let clean = [leased(7), expired(7), leased(12), completed(12)];
+        assert!(stale_leases(&clean).is_empty(), "{:?}", stale_leases(&clean));
+        let stale = [leased(7), expired(7), leased(12), completed(7)];
+        let errors = stale_leases(&stale);
+        assert!(errors.len() == 1 && errors[0].starts_with("W-1"), "{errors:?}");
+        let after_end = [
+            leased(7),
+            json!({"reason": "Failed", "message": "Scheduled migration (m1) status Failed: Migration cancelled",
+                "involvedObject": {"kind": "MigrationSchedule", "namespace": "apps", "name": "app"}}),
+            completed(7),
+        ];
+        assert_eq!(stale_leases(&after_end).len(), 1, "completed after the migration ended");
+        let twice = [leased(7), leased(9)];
+        assert_eq!(stale_leases(&twice).len(), 1, "two leases at once");
+        // Its grant trimmed from the group's events: nothing to judge it by.
+        let mut trimmed = completed(7);
+        trimmed["seq"] = json!(40);
+        assert!(stale_leases(&[trimmed.clone()]).is_empty());
+        trimmed["seq"] = json!(1);
+        assert_eq!(stale_leases(&[trimmed]).len(), 1, "nothing trimmed: no grant at all");
     }
 
     fn buffered(slot: &str) -> Value {

@@ -602,6 +602,7 @@ impl WorkersService for WorkersApi {
                     migration_json: json(&migration)?,
                     token,
                     expires_at: rfc3339(expires_at),
+                    source_id: self.catalog.node.group().map(|group| group.0).unwrap_or_default(),
                 }))
             }
             _ => Ok(Response::new(LeaseResponse::default())),

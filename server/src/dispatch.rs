@@ -39,6 +39,8 @@ pub struct Job {
     pub post_exec_rule: Option<avocet_types::rule::Rule>,
     /// Gives the lease's fencing token.
     pub token: u64,
+    /// Names the scheduler group that granted the lease (tokens are numbered within it).
+    pub source: String,
 }
 
 /// Reports a running migration's stage and counts (sent to the group as they come): the
@@ -146,6 +148,7 @@ pub async fn run_once<E: MigrationExecutor>(
         pre_exec_rule,
         post_exec_rule,
         token: lease.token,
+        source: lease.source_id.clone(),
     };
     let (progress, mut reports) = mpsc::channel(16);
     let run = executor.execute(job, progress);

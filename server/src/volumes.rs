@@ -129,6 +129,8 @@ impl Destination for RemoteDestination {
                 volume: volume.store_name(),
                 run,
                 store_json,
+                lease_token: job.token,
+                source_id: job.source.clone(),
             };
             let answer = client.restore(request).await.map_err(|e| {
                 format!("the destination Avocet at {url} could not restore it: {}", e.message())
@@ -202,23 +204,29 @@ impl Volumes for VolumesApi {
         // The restore runs to its end even if the caller stops waiting, holding the target's
         // lock, so a retry waits for it instead of racing it.
         let lock = self.lock_of(&target);
-        let (volume, run, into) = (request.volume.clone(), request.run, target.clone());
+        let (volume, into) = (request.volume.clone(), target.clone());
+        let asked = Restored {
+            store,
+            run: request.run,
+            source: request.source_id.clone(),
+            token: request.lease_token,
+        };
         let restore = tokio::spawn(async move {
             let _held = lock.lock().await;
             // Fencing at the destination: a worker whose lease lapsed may still ask for the
-            // run it pushed, older than one restored since; the folder never goes back.
+            // run it pushed; the folder never goes back to an older lease's or an older run.
             let last = std::fs::read_to_string(&marker).unwrap_or_default();
-            if let Some(newer) = newer_run_restored(&last, &store, run) {
+            if let Err(why) = asked.admitted_after(&Restored::parse(&last)) {
                 return Err(Status::failed_precondition(format!(
-                    "run {run} of volume {volume} is older than run {newer} restored already \
-                     from the same store (a request from a worker whose lease lapsed)"
+                    "volume {volume}: {why} (a request from a worker whose lease lapsed)"
                 )));
             }
+            let run = asked.run;
             let report =
                 avocet_transfer::restore::restore(&repo, &volume, Some(run), &into, Arc::default())
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?;
-            std::fs::write(&marker, format!("{store}\n{run}\n"))
+            std::fs::write(&marker, asked.to_marker())
                 .map_err(|e| Status::internal(format!("{}: {e}", marker.display())))?;
             Ok(report)
         });
@@ -233,14 +241,65 @@ impl Volumes for VolumesApi {
     }
 }
 
-/// The run restored last from `store` (a repository id) when it is newer than `run`, read from
-/// a marker (`<store>\n<run>\n`); a marker of another store says nothing (its runs count
-/// apart).
-fn newer_run_restored(marker: &str, store: &str, run: u64) -> Option<u64> {
-    let mut lines = marker.lines();
-    let (Some(marked_store), Some(last)) = (lines.next(), lines.next()) else { return None };
-    let last: u64 = last.trim().parse().ok()?;
-    (marked_store == store && last > run).then_some(last)
+/// What a restore wrote into a volume's folder, as its marker (`.<volume>.restored`) records
+/// it: `<store>\n<run>\n<source>\n<token>\n` (markers from before tokens have two lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Restored {
+    /// The repository id (`repository <id>`): a store recreated at the same place counts its
+    /// runs afresh, and the same store reached by two URLs is one.
+    store: String,
+    /// The run.
+    run: u64,
+    /// The source scheduler group whose lease asked (empty: unknown).
+    source: String,
+    /// The lease's fencing token (0: unknown).
+    token: u64,
+}
+
+impl Restored {
+    /// Reads a marker; `None` when there is none or it is unreadable.
+    fn parse(marker: &str) -> Option<Restored> {
+        let mut lines = marker.lines();
+        let store = lines.next()?.to_owned();
+        let run = lines.next()?.trim().parse().ok()?;
+        let source = lines.next().unwrap_or_default().to_owned();
+        let token = lines.next().and_then(|token| token.trim().parse().ok()).unwrap_or(0);
+        Some(Restored { store, run, source, token })
+    }
+
+    fn to_marker(&self) -> String {
+        format!("{}\n{}\n{}\n{}\n", self.store, self.run, self.source, self.token)
+    }
+
+    /// Says whether this restore may replace `last`, or why not. A marker of another store
+    /// says nothing (its runs count apart). From one store: with both leases known and from
+    /// one source group, the later lease wins (a lower token is a worker whose lease lapsed,
+    /// even when its push took a higher run number), and one lease never goes back to an
+    /// older run; otherwise an older run is refused.
+    fn admitted_after(&self, last: &Option<Restored>) -> Result<(), String> {
+        let Some(last) = last.as_ref().filter(|last| last.store == self.store) else {
+            return Ok(());
+        };
+        let leases_known = self.token != 0 && last.token != 0 && !self.source.is_empty();
+        if leases_known && self.source == last.source {
+            if self.token < last.token {
+                return Err(format!(
+                    "lease token {} is older than token {} that restored run {} already",
+                    self.token, last.token, last.run
+                ));
+            }
+            if self.token > last.token {
+                return Ok(());
+            }
+        }
+        if self.run < last.run {
+            return Err(format!(
+                "run {} is older than run {} restored already from the same store",
+                self.run, last.run
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Runs leased migrations in the worker pool.
@@ -271,6 +330,7 @@ impl MigrationExecutor for PoolExecutor {
             pre_exec_rule: job.pre_exec_rule,
             post_exec_rule: job.post_exec_rule,
             token: job.token,
+            source: job.source,
         };
         let outcome = self.pool.run(job, progress).await;
         Finished {
@@ -350,12 +410,36 @@ mod tests {
 
     #[test]
     fn a_restore_older_than_the_last_from_the_same_store_is_stale() {
-        let marker = "repository a1\n7\n";
-        assert_eq!(newer_run_restored(marker, "repository a1", 6), Some(7));
-        assert_eq!(newer_run_restored(marker, "repository a1", 7), None);
-        assert_eq!(newer_run_restored(marker, "repository a1", 8), None);
-        assert_eq!(newer_run_restored(marker, "repository b2", 1), None);
-        assert_eq!(newer_run_restored("", "repository a1", 1), None);
-        assert_eq!(newer_run_restored("garbage", "repository a1", 1), None);
+        let marked = |run, token| Restored {
+            store: "repository a1".into(),
+            run,
+            source: "group g".into(),
+            token,
+        };
+        // Markers from before tokens: the run decides.
+        let old = Restored::parse("repository a1\n7\n");
+        assert_eq!(old, Some(Restored { token: 0, source: String::new(), ..marked(7, 0) }));
+        assert!(marked(6, 40).admitted_after(&old).is_err());
+        assert!(marked(7, 40).admitted_after(&old).is_ok());
+        assert!(marked(8, 40).admitted_after(&old).is_ok());
+        // Another store, or none, says nothing.
+        let other = Some(Restored { store: "repository b2".into(), ..marked(9, 90) });
+        assert!(marked(1, 1).admitted_after(&other).is_ok());
+        assert!(marked(1, 1).admitted_after(&None).is_ok());
+        assert_eq!(Restored::parse("garbage"), None);
+        // The later lease wins: a lapsed worker's higher run is refused, the current lease's
+        // lower run admitted; one lease never goes back a run.
+        let last = Some(marked(4, 90));
+        let refused = marked(5, 40).admitted_after(&last).unwrap_err();
+        assert!(refused.contains("lease token 40 is older than token 90"), "{refused}");
+        assert!(marked(3, 120).admitted_after(&last).is_ok());
+        assert!(marked(3, 90).admitted_after(&last).is_err());
+        assert!(marked(4, 90).admitted_after(&last).is_ok(), "a retry of the same restore");
+        // Another source group (the source reinstalled on the same store): the run decides.
+        let elsewhere = Restored { source: "group h".into(), ..marked(5, 2) };
+        assert!(elsewhere.admitted_after(&last).is_ok());
+        assert!(Restored { run: 3, ..elsewhere }.admitted_after(&last).is_err());
+        // Round trip.
+        assert_eq!(Restored::parse(&marked(4, 90).to_marker()), last);
     }
 }

@@ -52,6 +52,8 @@ pub struct MigrationJob {
     pub post_exec_rule: Option<avocet_types::rule::Rule>,
     /// The lease's fencing token.
     pub token: u64,
+    /// The source scheduler group's id, within which fencing tokens are numbered.
+    pub source: String,
 }
 
 /// Where a running migration stands.

@@ -240,6 +240,7 @@ fn job(world: &World) -> MigrationJob {
         pre_exec_rule: None,
         post_exec_rule: None,
         token: 7,
+        source: "group-under-test".to_owned(),
     }
 }
 
