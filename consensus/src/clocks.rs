@@ -2,9 +2,12 @@
 //! skewed clock moves nothing the log records.
 //!
 //! Every peer message (request and answer) carries its sender's clock reading. A node keeps,
-//! per peer, the offset of that peer's clock from its own: from an answer, against the midpoint
-//! of the call (as NTP does, so the error is at most half the round trip); from a request,
-//! against its arrival. [`PeerClocks::group`] then takes this node's reading and each voter's
+//! per peer, the offset of that peer's clock from its own: the reading minus this node's clock
+//! when the message arrived. The reading was taken before it arrived (an answer is stamped
+//! after the peer's work, a request when sent), so the offset never overstates the peer's
+//! clock; it understates it by the message's one-way delay (a millisecond on a LAN), never by
+//! the time the peer took to do the work. A midpoint estimate (as NTP's) could overstate it by
+//! half a slow call, and make a fast leader early. [`PeerClocks::group`] then takes this node's reading and each voter's
 //! fresh estimate and returns the majority-th largest: an instant that at least a majority of
 //! the voters' clocks have reached. Because Raft's leader hears from a majority to commit
 //! anything, a leader always has fresh readings from one.
@@ -14,7 +17,9 @@
 //! stamps and fires at the time the others agree on, and so does one that runs slow. Readings
 //! from fewer voters than all can only lower it (the k-th largest of a subset is at most the
 //! k-th largest of the whole), so missing readings make the group's clock late, never early.
-//! With fewer fresh readings than a majority there is no group reading at all.
+//! With fewer fresh readings than a majority there is no group reading at all. A peer that
+//! sends no reading (an older version, during a rolling upgrade) counts as reading this
+//! node's own clock, which is how every node fired before readings were exchanged.
 //!
 //! Readings are whatever the application's clock says, in microseconds since the Unix epoch
 //! (a scaled clock in tests); freshness is measured on the same clock, so no second time source
@@ -85,26 +90,13 @@ impl PeerClocks {
         self.inner.as_ref().map_or(0, |inner| (inner.read)())
     }
 
-    /// Notes the reading `theirs` in peer `peer`'s answer to a call this node sent at `sent`
-    /// (its own reading) and received now.
-    pub fn heard_answer(&self, peer: NodeId, theirs: i64, sent: i64) {
+    /// Notes the reading `theirs` in a message (a request or an answer) from peer `peer` that
+    /// arrived now; 0 means the peer sent none.
+    pub fn heard(&self, peer: NodeId, theirs: i64) {
         let Some(inner) = &self.inner else { return };
-        if theirs == 0 || sent == 0 {
-            return;
-        }
         let received = (inner.read)();
-        let midpoint = sent + (received.saturating_sub(sent)) / 2;
-        inner.lock().insert(peer, Heard { offset: theirs.saturating_sub(midpoint), at: received });
-    }
-
-    /// Notes the reading `theirs` in a request from peer `peer` that arrived now.
-    pub fn heard_request(&self, peer: NodeId, theirs: i64) {
-        let Some(inner) = &self.inner else { return };
-        if theirs == 0 {
-            return;
-        }
-        let received = (inner.read)();
-        inner.lock().insert(peer, Heard { offset: theirs.saturating_sub(received), at: received });
+        let offset = if theirs == 0 { 0 } else { theirs.saturating_sub(received) };
+        inner.lock().insert(peer, Heard { offset, at: received });
     }
 
     /// Returns the offsets of the peers heard within the freshness window, in microseconds.
@@ -224,13 +216,15 @@ mod tests {
         let leader = clocks(&now);
         // Calls sent at the leader's reading; the followers answer with the true time, the
         // round trip taking 2 ms of the leader's clock.
-        let sent = now.load(Ordering::SeqCst);
+        // The followers answer with the true time, stamped 1 ms before the answers arrive
+        // (the leader's clock having moved 2 ms over the call): the estimate is the reading,
+        // never more, however long the call took.
         now.fetch_add(2_000, Ordering::SeqCst);
-        leader.heard_answer(2, 1_000 * MINUTE + 1_000, sent);
-        leader.heard_answer(3, 1_000 * MINUTE + 1_000, sent);
+        leader.heard(2, 1_000 * MINUTE + 1_000);
+        leader.heard(3, 1_000 * MINUTE + 1_000);
         leader.set_members(1, voters(&[1, 2, 3]));
-        assert_eq!(leader.group(), Some(1_000 * MINUTE + 2_000));
-        assert_eq!(leader.earliest(), Some(1_000 * MINUTE + 2_000));
+        assert_eq!(leader.group(), Some(1_000 * MINUTE + 1_000));
+        assert_eq!(leader.earliest(), Some(1_000 * MINUTE + 1_000));
         // Alone, it cannot tell.
         assert_eq!(leader.quorum(1, &voters(&[1, 4, 5])), None);
     }
@@ -239,19 +233,29 @@ mod tests {
     fn stale_readings_do_not_count() {
         let now = Arc::new(AtomicI64::new(100 * MINUTE));
         let node = clocks(&now);
-        node.heard_request(2, 100 * MINUTE);
+        node.heard(2, 100 * MINUTE);
         assert!(node.quorum(1, &voters(&[1, 2, 3])).is_some());
         now.fetch_add(11 * 1_000_000, Ordering::SeqCst);
         assert_eq!(node.quorum(1, &voters(&[1, 2, 3])), None, "heard 11 s ago: stale");
-        node.heard_request(3, now.load(Ordering::SeqCst));
+        node.heard(3, now.load(Ordering::SeqCst));
         assert!(node.quorum(1, &voters(&[1, 2, 3])).is_some());
+    }
+
+    #[test]
+    fn a_peer_that_sends_no_reading_counts_as_this_nodes_own_clock() {
+        let now = Arc::new(AtomicI64::new(500 * MINUTE));
+        let node = clocks(&now);
+        node.set_members(1, voters(&[1, 2, 3]));
+        node.heard(2, 0);
+        node.heard(3, 0);
+        assert_eq!(node.group(), Some(500 * MINUTE), "as before readings were exchanged");
     }
 
     #[test]
     fn a_node_without_a_clock_sends_and_keeps_nothing() {
         let none = PeerClocks::default();
         assert_eq!(none.stamp(), 0);
-        none.heard_request(2, 5);
+        none.heard(2, 5);
         assert!(none.offsets().is_empty());
         assert_eq!(none.quorum(1, &voters(&[1])), None);
         assert_eq!(none.earliest(), None);

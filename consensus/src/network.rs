@@ -223,19 +223,18 @@ impl PeerClient {
         }
         let client =
             self.client.clone().ok_or_else(|| self.unreachable("the address is not host:port"))?;
-        let sent = self.context.clocks.stamp();
         let message = RaftMessage {
             format_version: u32::from(codec::FORMAT_VERSION),
             group_id: self.context.group.get().map(|group| group.0).unwrap_or_default(),
             from: self.context.me,
             body: codec::encode(request),
-            clock_micros: sent,
+            clock_micros: self.context.clocks.stamp(),
         };
         let answer = call(client, self.request(message, timeout)?)
             .await
             .map_err(|status| self.status_error(&status))?
             .into_inner();
-        self.context.clocks.heard_answer(self.target, answer.clock_micros, sent);
+        self.context.clocks.heard(self.target, answer.clock_micros);
         codec::decode(&answer.body)
             .map_err(|error| PeerError::Garbled { target: self.target, reason: error.to_string() })
     }

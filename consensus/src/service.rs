@@ -407,7 +407,7 @@ impl RaftService {
         }
         let theirs = GroupId(message.group_id.clone());
         if self.group.get().is_some_and(|ours| ours == theirs) {
-            self.clocks.heard_request(message.from, message.clock_micros);
+            self.clocks.heard(message.from, message.clock_micros);
         }
         match (self.group.get(), admit) {
             (Some(ours), _) if ours == theirs => {}

@@ -596,7 +596,7 @@ impl Catalog {
                     .collect();
                 let count = owned.len() as u64;
                 for migration in owned {
-                    self.remove_migration(&migration);
+                    self.remove_migration(&migration, now);
                 }
                 self.data.schedules.remove(key);
                 self.reindex(key);
@@ -606,7 +606,7 @@ impl Catalog {
                 if !self.data.migrations.contains_key(key) {
                     return Err(not_found());
                 }
-                let schedule = self.remove_migration(key);
+                let schedule = self.remove_migration(key, now);
                 if let Some(schedule) = schedule {
                     self.start_buffered(&schedule, now);
                 }
@@ -625,9 +625,24 @@ impl Catalog {
     }
 
     /// Removes a migration and every trace of it; returns the schedule it was running for.
-    fn remove_migration(&mut self, key: &ObjectKey) -> Option<ObjectKey> {
+    fn remove_migration(&mut self, key: &ObjectKey, now: DateTime<Utc>) -> Option<ObjectKey> {
         let entry = self.data.migrations.remove(key)?;
         self.index_migration(key);
+        if let Some(lease) = &entry.lease {
+            // The lease dies with the migration; say so, so that W-1 can be judged from the
+            // events when a migration of the same name is leased again.
+            self.push_event(
+                Kind::Migration,
+                key,
+                EventType::Warning,
+                "LeaseRevoked",
+                format!(
+                    "the migration was deleted while worker {} held its lease (token {})",
+                    lease.worker, lease.token
+                ),
+                now,
+            );
+        }
         if let Some(place) = entry.queued {
             self.data.queue.remove(&place);
         }

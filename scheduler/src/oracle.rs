@@ -213,16 +213,16 @@ pub fn early(seen: &[(Value, DateTime<Utc>)], tolerance: TimeDelta) -> Vec<Strin
         .collect()
 }
 
-/// Reads the number after `token ` in `message`.
+/// Reads the number after the last `token ` in `message` (the worker's name comes earlier).
 fn token_of(message: &str) -> Option<u64> {
-    let rest = &message[message.find("token ")? + "token ".len()..];
+    let rest = &message[message.rfind("token ")? + "token ".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
 /// W-1 from the events (`items` of `get events -o json`, in commit order): for each migration,
 /// a `Completed` event must name the token of its one current lease (granted by a `Leased`
-/// event, not yet ended by `LeaseExpired` or by the migration ending), and no lease may be
+/// event, not yet ended by `LeaseExpired`, `LeaseRevoked` or by the migration ending), and no lease may be
 /// granted while another is current. Returns one violation for each breach. When the group
 /// has trimmed its oldest events (the first kept is not `seq` 1), a migration whose `Leased`
 /// event was trimmed is judged only from its next grant on.
@@ -263,7 +263,7 @@ pub fn stale_leases(events: &[Value]) -> Vec<String> {
                 }
                 *held = Some(token);
             }
-            ("LeaseExpired", Some(token)) => {
+            ("LeaseExpired" | "LeaseRevoked", Some(token)) => {
                 if *held != Some(token) {
                     violations.push(format!(
                         "W-1: {what}: token {token} expired but {held:?} was current: {message}"
@@ -279,7 +279,7 @@ pub fn stale_leases(events: &[Value]) -> Vec<String> {
                 }
                 *held = None;
             }
-            ("Leased" | "LeaseExpired" | "Completed", None) => {
+            ("Leased" | "LeaseExpired" | "LeaseRevoked" | "Completed", None) => {
                 violations.push(format!("unreadable {reason} event: {message}"));
             }
             ("Successful" | "Failed", _) => *held = None,
@@ -385,6 +385,12 @@ mod tests {
         assert_eq!(stale_leases(&after_end).len(), 1, "completed after the migration ended");
         let twice = [leased(7), leased(9)];
         assert_eq!(stale_leases(&twice).len(), 1, "two leases at once");
+        let revoked = lease_event(
+            "LeaseRevoked",
+            "m1",
+            "the migration was deleted while worker w held its lease (token 7)",
+        );
+        assert!(stale_leases(&[leased(7), revoked, leased(9), completed(9)]).is_empty());
         // Its grant trimmed from the group's events: nothing to judge it by.
         let mut trimmed = completed(7);
         trimmed["seq"] = json!(40);

@@ -661,7 +661,7 @@ impl ServeConfig {
             ));
         }
         let clock_skew = match flags.clock_skew_ms {
-            Some(ms) if ms.abs() > CLOCK_SKEW_MS_MAX => {
+            Some(ms) if ms.unsigned_abs() > CLOCK_SKEW_MS_MAX.unsigned_abs() => {
                 return Err(error(
                     "--clock-skew-ms",
                     format!("{ms} is not within ±{CLOCK_SKEW_MS_MAX} ms (one day)"),

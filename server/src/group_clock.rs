@@ -6,8 +6,9 @@
 //! otherwise fire every slot five minutes early, and one five minutes slow would fire them late;
 //! with the group's reading, both fire on the time the majority agrees on. When this node has
 //! heard from fewer than a majority lately, [`Clock::agreed`] says so and the leader loop waits,
-//! while [`Clock::now`] answers the earliest reading it knows (its own or a peer's), so nothing
-//! it stamps is ahead of any clock it has heard.
+//! while [`Clock::now`] carries on from the last agreed reading by the time its own clock has
+//! moved since (or, before any agreement, answers the earliest reading it knows), so what a
+//! leader cut off from its peers stamps does not jump to its own clock's time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub const READING_FRESH_FOR: Duration = Duration::from_secs(10);
 pub struct GroupClock {
     local: Arc<dyn Clock>,
     peers: PeerClocks,
+    /// The last agreed reading, and this node's own reading then.
+    last: std::sync::Mutex<Option<(DateTime<Utc>, DateTime<Utc>)>>,
 }
 
 impl GroupClock {
@@ -36,7 +39,7 @@ impl GroupClock {
         let fresh = READING_FRESH_FOR.as_secs_f64() * 1e6 * scale.clamp(1.0, 1e6);
         #[allow(clippy::cast_possible_truncation)] // at most 1e13, well inside i64
         let peers = PeerClocks::new(read, fresh as i64);
-        (GroupClock { local, peers: peers.clone() }, peers)
+        (GroupClock { local, peers: peers.clone(), last: std::sync::Mutex::new(None) }, peers)
     }
 
     fn instant(micros: i64) -> Option<DateTime<Utc>> {
@@ -46,9 +49,18 @@ impl GroupClock {
 
 impl Clock for GroupClock {
     fn now(&self) -> DateTime<Utc> {
-        self.agreed()
-            .or_else(|| self.peers.earliest().and_then(GroupClock::instant))
-            .unwrap_or_else(|| self.local.now())
+        if let Some(agreed) = self.agreed() {
+            return agreed;
+        }
+        let last = *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match last {
+            Some((agreed, own)) => agreed + (self.local.now() - own),
+            None => self
+                .peers
+                .earliest()
+                .and_then(GroupClock::instant)
+                .unwrap_or_else(|| self.local.now()),
+        }
     }
 
     fn agreed(&self) -> Option<DateTime<Utc>> {
@@ -56,7 +68,10 @@ impl Clock for GroupClock {
         if avocet_scheduler::planted::trust_own_clock() {
             return Some(self.local.now());
         }
-        self.peers.group().and_then(GroupClock::instant)
+        let agreed = self.peers.group().and_then(GroupClock::instant)?;
+        *self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((agreed, self.local.now()));
+        Some(agreed)
     }
 }
 
@@ -78,16 +93,16 @@ mod tests {
         // Nothing heard: no agreed time, and `now` is the node's own reading.
         assert_eq!(clock.agreed(), None);
         assert_eq!(clock.now(), t + TimeDelta::minutes(5));
-        let sent = peers.stamp();
-        peers.heard_request(2, t.timestamp_micros());
+        peers.heard(2, t.timestamp_micros());
         // Two of three: both clocks have reached the slower reading.
         assert_eq!(clock.agreed(), Some(t));
-        peers.heard_answer(3, (t + TimeDelta::seconds(1)).timestamp_micros(), sent);
+        peers.heard(3, (t + TimeDelta::seconds(1)).timestamp_micros());
         assert_eq!(clock.agreed(), Some(t + TimeDelta::seconds(1)));
         assert_eq!(clock.now(), t + TimeDelta::seconds(1));
-        // Past the freshness window the readings lapse; `now` falls back on the node's own.
+        // Past the freshness window the readings lapse: no agreed time, and `now` carries on
+        // from the last one by the node's own elapsed time, not at its own clock's time.
         local.advance(TimeDelta::seconds(11));
         assert_eq!(clock.agreed(), None);
-        assert_eq!(clock.now(), t + TimeDelta::minutes(5) + TimeDelta::seconds(11));
+        assert_eq!(clock.now(), t + TimeDelta::seconds(12));
     }
 }

@@ -104,13 +104,25 @@ fn write_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<()> {
     result
 }
 
-/// Links a synced temporary file in at `path` unless a file is there (a hard link never
-/// replaces its target, atomically); returns whether it did.
+/// Moves a synced temporary file in at `path` unless a file is there, atomically
+/// (`renameat2(RENAME_NOREPLACE)`, or a hard link, which never replaces its target either, on
+/// a file system without it); returns whether it did.
 fn create_new(store: &LocalStore, path: &Path, body: &[u8]) -> io::Result<bool> {
     let temp = write_temp(store, path, body)?;
-    let linked = std::fs::hard_link(&temp, path);
+    let moved = rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &temp,
+        rustix::fs::CWD,
+        path,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(io::Error::from)
+    .or_else(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => Err(e),
+        _ => std::fs::hard_link(&temp, path),
+    });
     let _ = std::fs::remove_file(&temp);
-    match linked {
+    match moved {
         Ok(()) => sync_parent(path).map(|()| true),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(e),

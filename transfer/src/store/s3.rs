@@ -307,7 +307,8 @@ impl S3Store {
                 }
             }
         }
-        self.client
+        let completed = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.options.bucket)
             .key(&full)
@@ -315,9 +316,22 @@ impl S3Store {
             .upload_id(&upload_id)
             .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| describe(&e, DisplayErrorContext(&e).to_string()))
+            .await;
+        if let Err(e) = completed {
+            // Refused (an object already there, for a create-only put) or failed: the parts
+            // must not linger, billed, in the bucket.
+            let failure = describe(&e, DisplayErrorContext(&e).to_string());
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.options.bucket)
+                .key(&full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            return Err(failure);
+        }
+        Ok(())
     }
 }
 
@@ -331,7 +345,7 @@ impl S3Store {
         only_new: bool,
     ) -> Result<bool, StoreError> {
         let _permit = self.permit().await;
-        let outcome = match self.put_once(key, body, only_new).await {
+        let mut outcome = match self.put_once(key, body, only_new).await {
             Err((_, Some(code))) if code == "NoSuchBucket" => {
                 let created = self.client.create_bucket().bucket(&self.options.bucket).send().await;
                 if let Err(e) = created {
@@ -350,6 +364,16 @@ impl S3Store {
             }
             outcome => outcome,
         };
+        // Two create-only puts of one key at once: S3 answers 409 to one of them; asking again
+        // settles which one stored it.
+        for _ in 0..3 {
+            match &outcome {
+                Err((_, Some(code))) if only_new && code == "ConditionalRequestConflict" => {
+                    outcome = self.put_once(key, body, only_new).await;
+                }
+                _ => break,
+            }
+        }
         match outcome {
             Ok(()) => Ok(true),
             Err((_, Some(code))) if only_new && code == "PreconditionFailed" => Ok(false),
