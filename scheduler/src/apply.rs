@@ -1247,23 +1247,22 @@ impl Catalog {
         }
         entry.lease = None;
         let attempts = entry.attempts;
-        if attempts >= max_attempts {
-            let reason = format!(
-                "worker {} stopped renewing its lease; gave up after {attempts} attempt(s)",
-                lease.worker
-            );
-            self.push_event(
-                Kind::Migration,
-                key,
-                EventType::Warning,
-                "LeaseExpired",
-                format!(
-                    "worker {} stopped renewing its lease (token {token}); gave up after \
-                     {attempts} attempt(s)",
-                    lease.worker
-                ),
-                now,
-            );
+        let gave_up = attempts >= max_attempts;
+        let then = if gave_up {
+            format!("gave up after {attempts} attempt(s)")
+        } else {
+            format!("queued again (attempt {attempts} of {max_attempts} used)")
+        };
+        self.push_event(
+            Kind::Migration,
+            key,
+            EventType::Warning,
+            "LeaseExpired",
+            format!("worker {} stopped renewing its lease (token {token}); {then}", lease.worker),
+            now,
+        );
+        if gave_up {
+            let reason = format!("worker {} stopped renewing its lease; {then}", lease.worker);
             self.finish(key, MigrationStatusType::Failed, &reason, now);
         } else {
             self.data.next_serial += 1;
@@ -1278,18 +1277,6 @@ impl Catalog {
             self.data.queue.insert(place, key.clone());
             self.index_migration(key);
             self.set_schedule_item(key, MigrationStatusType::Pending, None);
-            self.push_event(
-                Kind::Migration,
-                key,
-                EventType::Warning,
-                "LeaseExpired",
-                format!(
-                    "worker {} stopped renewing its lease (token {token}); queued again \
-                     (attempt {attempts} of {max_attempts} used)",
-                    lease.worker
-                ),
-                now,
-            );
         }
         Ok(Response::Done)
     }

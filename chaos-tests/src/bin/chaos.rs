@@ -111,6 +111,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.verbose {
+        println!("writes acknowledged during the soak: {}", report.acknowledged);
+    }
     println!("{}", report.summary());
     if report.problems.is_empty() {
         return ExitCode::SUCCESS;

@@ -294,16 +294,8 @@ impl S3Store {
                         .build(),
                 ),
                 Err(e) => {
-                    let failure = describe(&e, DisplayErrorContext(&e).to_string());
-                    let _ = self
-                        .client
-                        .abort_multipart_upload()
-                        .bucket(&self.options.bucket)
-                        .key(&full)
-                        .upload_id(&upload_id)
-                        .send()
-                        .await;
-                    return Err(failure);
+                    self.abort_upload(&full, &upload_id).await;
+                    return Err(describe(&e, DisplayErrorContext(&e).to_string()));
                 }
             }
         }
@@ -320,18 +312,22 @@ impl S3Store {
         if let Err(e) = completed {
             // Refused (an object already there, for a create-only put) or failed: the parts
             // must not linger, billed, in the bucket.
-            let failure = describe(&e, DisplayErrorContext(&e).to_string());
-            let _ = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.options.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .send()
-                .await;
-            return Err(failure);
+            self.abort_upload(&full, &upload_id).await;
+            return Err(describe(&e, DisplayErrorContext(&e).to_string()));
         }
         Ok(())
+    }
+
+    /// Drops a multipart upload's parts (best effort: a bucket lifecycle rule catches the rest).
+    async fn abort_upload(&self, full: &str, upload_id: &str) {
+        let _ = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .upload_id(upload_id)
+            .send()
+            .await;
     }
 }
 
