@@ -40,8 +40,11 @@ fn workers_killed_mid_transfer_and_s3_faults_leave_every_volume_whole() {
     successful(&world, &first);
 
     // Both workers killed while the migration is leased; they come back, the lease lapses
-    // (3 s), and the migration runs again from the start of its volume stage.
+    // (3 s), and the migration runs again from the start of its volume stage. S3 answers 503
+    // until then (the SDK backs off and retries), so the kill lands mid-transfer however fast
+    // the machine (a small change could otherwise be copied before the kill).
     world.change_data(2, 4).unwrap();
+    world.s3_proxy.set(Mode::Unavailable);
     world.create_migration("killed").unwrap();
     world
         .source
@@ -52,6 +55,7 @@ fn workers_killed_mid_transfer_and_s3_faults_leave_every_volume_whole() {
     std::thread::sleep(Duration::from_millis(300));
     world.kill_worker(0);
     world.kill_worker(1);
+    world.s3_proxy.set(Mode::Pass);
     std::thread::sleep(Duration::from_secs(1));
     world.start_worker(0).unwrap();
     world.start_worker(1).unwrap();
@@ -65,10 +69,11 @@ fn workers_killed_mid_transfer_and_s3_faults_leave_every_volume_whole() {
 
     // S3 throttles, stalls and resets one connection in three while the next one runs.
     world.change_data(3, 8).unwrap();
+    let before = world.s3_proxy.faults.load(std::sync::atomic::Ordering::Relaxed);
     world.s3_proxy.set(Mode::Flaky { every: 3 });
     let flaky = run(&world, "flaky");
     world.s3_proxy.set(Mode::Pass);
-    let faults = world.s3_proxy.faults.load(std::sync::atomic::Ordering::Relaxed);
+    let faults = world.s3_proxy.faults.load(std::sync::atomic::Ordering::Relaxed) - before;
     assert!(faults >= 2, "the proxy injected {faults} faults");
     successful(&world, &flaky);
 }
