@@ -419,6 +419,15 @@ impl DataWorld {
         Ok(events["items"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Waits (at most 30 s) until a worker has leased migration `name` (its status is no longer
+    /// Pending).
+    pub fn wait_leased(&self, name: &str) -> Result<(), String> {
+        self.source.eventually(Duration::from_secs(30), "the migration leased", || {
+            let status = self.migration(name)?["status"]["status"].as_str()?.to_owned();
+            (status != "Pending" && !status.is_empty()).then_some(())
+        })
+    }
+
     /// Waits (at most `timeout`) for migration `name` to end; returns it.
     pub fn wait_ended(&self, name: &str, timeout: Duration) -> Result<Value, String> {
         self.source.eventually(timeout, &format!("migration {name} ended"), || {

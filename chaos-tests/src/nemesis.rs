@@ -534,17 +534,19 @@ pub fn data_soak(
         if fault == DataFault::DestinationDown {
             world.destination_proxy.set(Mode::Reset);
         }
+        if fault == DataFault::KillWorkers {
+            // S3 answers 503 until the kill, so it lands mid-transfer.
+            world.s3_proxy.set(Mode::Unavailable);
+        }
         world.create_migration(&name)?;
         if matches!(fault, DataFault::KillWorkers | DataFault::FreezeWorkers) {
-            world.source.eventually(Duration::from_secs(30), "the migration leased", || {
-                let status = world.migration(&name)?["status"]["status"].as_str()?.to_owned();
-                (status != "Pending" && !status.is_empty()).then_some(())
-            })?;
+            world.wait_leased(&name)?;
             let workers = world.worker_count();
             if fault == DataFault::KillWorkers {
                 for i in 0..workers {
                     world.kill_worker(i);
                 }
+                world.s3_proxy.set(Mode::Pass);
                 std::thread::sleep(Duration::from_secs(1));
                 for i in 0..workers {
                     world.start_worker(i)?;

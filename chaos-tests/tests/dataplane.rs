@@ -46,12 +46,7 @@ fn workers_killed_mid_transfer_and_s3_faults_leave_every_volume_whole() {
     world.change_data(2, 4).unwrap();
     world.s3_proxy.set(Mode::Unavailable);
     world.create_migration("killed").unwrap();
-    world
-        .source
-        .eventually(Duration::from_secs(30), "the migration leased", || {
-            (status(&world.migration("killed")?) == "InProgress").then_some(())
-        })
-        .unwrap();
+    world.wait_leased("killed").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     world.kill_worker(0);
     world.kill_worker(1);
@@ -119,12 +114,7 @@ fn a_worker_that_wakes_after_its_lease_lapsed_changes_nothing() {
     // Every file rewritten: the push takes long enough to be caught in the middle.
     world.rewrite_all(2).unwrap();
     world.create_migration("stale").unwrap();
-    world
-        .source
-        .eventually(Duration::from_secs(30), "the migration leased", || {
-            (status(&world.migration("stale")?) == "InProgress").then_some(())
-        })
-        .unwrap();
+    world.wait_leased("stale").unwrap();
     world.signal_worker(0, "STOP");
     world.signal_worker(1, "STOP");
     // The app writes on: what the frozen worker read is now older than the source.
