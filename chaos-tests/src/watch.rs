@@ -21,8 +21,9 @@ use crate::oracle;
 use crate::scenario::{SCALE, group_time, real_now};
 
 /// The real time of error allowed when T-1 is judged by the watcher's clock: a poll's answer
-/// is read after it arrives, so an event is never seen before it exists; 50 ms covers the
-/// leader's estimate of the group clock running up to half a loopback round trip ahead.
+/// is read after it arrives, so an event is never seen before it exists, and the leader's
+/// estimate of the group clock never runs ahead of its peers' clocks; 50 ms is a margin for
+/// the test's own clock reads, not for the system under test.
 pub const SEEN_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(50);
 
 /// Judges T-1 by the watcher's clock for a group on [`crate::scenario::fast_flags`] from
