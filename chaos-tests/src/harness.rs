@@ -494,10 +494,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// Gives node `id` `flags` after the shared ones from its next start (replacing any it
-    /// had; none to clear them).
-    pub fn set_flags(&mut self, id: u64, flags: &[&str]) {
+    /// Kills node `id` (SIGKILL) and starts it again with `flags` after the shared ones, from
+    /// now on (replacing any it had; none to clear them).
+    pub fn restart_with_flags(&mut self, id: u64, flags: &[&str]) -> Result<(), String> {
+        self.kill(id);
         self.flags.insert(id, flags.iter().map(|flag| (*flag).to_owned()).collect());
+        self.spawn(id)
     }
 
     /// Gives every node `name=value` in its environment from its next start.

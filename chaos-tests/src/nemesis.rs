@@ -332,9 +332,7 @@ fn inject(
             let millis = usize::try_from(step.hold.as_millis()).unwrap_or(0);
             let skewed = others[millis % others.len()];
             let skew = if millis % 2 == 0 { SKEW_MS } else { -SKEW_MS };
-            cluster.kill(skewed);
-            cluster.set_flags(skewed, &["--clock-skew-ms", &skew.to_string()]);
-            cluster.spawn(skewed)?;
+            cluster.restart_with_flags(skewed, &["--clock-skew-ms", &skew.to_string()])?;
             cluster.eventually(timeout, "the skewed node following", || {
                 cluster.ctl_json(skewed, &["cluster", "status"])?["leaderId"].as_u64()
             })?;
@@ -344,9 +342,7 @@ fn inject(
             failover = Some(watch.elapsed());
             cluster.resume(leader);
             run_for(cluster, step.hold);
-            cluster.kill(skewed);
-            cluster.set_flags(skewed, &[]);
-            cluster.spawn(skewed)?;
+            cluster.restart_with_flags(skewed, &[])?;
         }
     }
     cluster.leader(Duration::from_secs(30)).map_err(|e| format!("after healing: {e}"))?;

@@ -15,12 +15,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 
 use avocet_chaos_tests::harness::{Binaries, Cluster};
+use avocet_chaos_tests::nemesis::SKEW_MS;
 use avocet_chaos_tests::oracle;
 use avocet_chaos_tests::scenario::{self, SCALE, group_time, real_now};
 use avocet_chaos_tests::watch::EventWatch;
-
-/// Five minutes, in milliseconds.
-const FIVE_MINUTES_MS: i64 = avocet_chaos_tests::nemesis::SKEW_MS;
 
 /// What a run with one skewed leader saw.
 struct Run {
@@ -45,9 +43,7 @@ fn skewed_leader(skew_ms: i64, env: &[(&str, &str)]) -> Run {
     std::thread::sleep(Duration::from_secs(2));
 
     let skewed = (1..=3).find(|id| *id != leader).unwrap();
-    cluster.kill(skewed);
-    cluster.set_flags(skewed, &["--clock-skew-ms", &skew_ms.to_string()]);
-    cluster.spawn(skewed).unwrap();
+    cluster.restart_with_flags(skewed, &["--clock-skew-ms", &skew_ms.to_string()]).unwrap();
     cluster
         .eventually(timeout, "the skewed node following", || {
             cluster.ctl_json(skewed, &["cluster", "status"])?["leaderId"].as_u64()
@@ -114,13 +110,13 @@ impl Run {
 
 #[test]
 fn a_leader_whose_clock_runs_five_minutes_fast_fires_no_slot_early() {
-    let run = skewed_leader(FIVE_MINUTES_MS, &[]);
+    let run = skewed_leader(SKEW_MS, &[]);
     run.judge();
 }
 
 #[test]
 fn a_leader_whose_clock_runs_five_minutes_slow_fires_every_slot_on_time() {
-    let run = skewed_leader(-FIVE_MINUTES_MS, &[]);
+    let run = skewed_leader(-SKEW_MS, &[]);
     // Slots come every two group hours; the latest due must have fired (or been coalesced
     // behind the migration in flight) within three real seconds of falling due (a slow
     // leader without the group clock is 12.5 group days behind).
@@ -137,7 +133,7 @@ fn a_leader_whose_clock_runs_five_minutes_slow_fires_every_slot_on_time() {
 
 #[test]
 fn the_watchers_clock_catches_a_fast_leader_that_trusts_its_own() {
-    let run = skewed_leader(FIVE_MINUTES_MS, &[("AVOCET_PLANTED_BUG", "trust-own-clock")]);
+    let run = skewed_leader(SKEW_MS, &[("AVOCET_PLANTED_BUG", "trust-own-clock")]);
     assert!(
         run.cluster.logs_contain("PLANTED BUG trust-own-clock"),
         "this build lacks the planted-bugs feature (the cli's dev-dependencies enable it)"
@@ -149,7 +145,7 @@ fn the_watchers_clock_catches_a_fast_leader_that_trusts_its_own() {
 
 #[test]
 fn the_watchers_clock_catches_a_slow_leader_that_trusts_its_own() {
-    let run = skewed_leader(-FIVE_MINUTES_MS, &[("AVOCET_PLANTED_BUG", "trust-own-clock")]);
+    let run = skewed_leader(-SKEW_MS, &[("AVOCET_PLANTED_BUG", "trust-own-clock")]);
     assert!(run.cluster.logs_contain("PLANTED BUG trust-own-clock"), "no planted-bugs feature");
     // Twelve and a half group days behind: nothing fires while it leads.
     let behind = run.behind();

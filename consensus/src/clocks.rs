@@ -7,9 +7,9 @@
 //! after the peer's work, a request when sent), so the offset never overstates the peer's
 //! clock; it understates it by the message's one-way delay (a millisecond on a LAN), never by
 //! the time the peer took to do the work. A midpoint estimate (as NTP's) could overstate it by
-//! half a slow call, and make a fast leader early. [`PeerClocks::group`] then takes this node's reading and each voter's
-//! fresh estimate and returns the majority-th largest: an instant that at least a majority of
-//! the voters' clocks have reached. Because Raft's leader hears from a majority to commit
+//! half a slow call, and make a fast leader early. [`PeerClocks::group`] then takes this
+//! node's reading and each voter's fresh estimate and returns the majority-th largest: an
+//! instant that at least a majority of the voters' clocks have reached. Because Raft's leader hears from a majority to commit
 //! anything, a leader always has fresh readings from one.
 //!
 //! Why the majority-th largest: with at most a minority of clocks wrong (fast or slow), the
@@ -43,7 +43,7 @@ struct Heard {
 }
 
 /// The clocks of this node's peers, shared by its client and server sides; cheap to clone.
-/// A default value reads no clock: messages carry none and [`PeerClocks::quorum`] says nothing.
+/// A default value reads no clock: messages carry none and [`PeerClocks::group`] says nothing.
 #[derive(Clone, Default)]
 pub struct PeerClocks {
     inner: Option<Arc<Inner>>,
@@ -68,6 +68,15 @@ impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<NodeId, Heard>> {
         self.heard.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// The offsets of the peers heard within the freshness window of reading `now`.
+    fn fresh(&self, now: i64) -> BTreeMap<NodeId, i64> {
+        self.lock()
+            .iter()
+            .filter(|(_, heard)| now.saturating_sub(heard.at) <= self.fresh_for)
+            .map(|(peer, heard)| (*peer, heard.offset))
+            .collect()
+    }
 }
 
 impl PeerClocks {
@@ -85,7 +94,7 @@ impl PeerClocks {
     }
 
     /// Returns this node's reading, to send with a message (0 when it reads no clock, which
-    /// receivers ignore).
+    /// receivers take as their own reading).
     pub fn stamp(&self) -> i64 {
         self.inner.as_ref().map_or(0, |inner| (inner.read)())
     }
@@ -101,31 +110,20 @@ impl PeerClocks {
 
     /// Returns the offsets of the peers heard within the freshness window, in microseconds.
     pub fn offsets(&self) -> BTreeMap<NodeId, i64> {
-        let Some(inner) = &self.inner else { return BTreeMap::new() };
-        let now = (inner.read)();
-        inner
-            .lock()
-            .iter()
-            .filter(|(_, heard)| now.saturating_sub(heard.at) <= inner.fresh_for)
-            .map(|(peer, heard)| (*peer, heard.offset))
-            .collect()
+        self.inner.as_ref().map(|inner| inner.fresh((inner.read)())).unwrap_or_default()
     }
 
     /// Records this node's id and the group's voters (the node calls this as membership
     /// changes).
     pub fn set_members(&self, me: NodeId, voters: BTreeSet<NodeId>) {
         if let Some(inner) = &self.inner {
-            let mut members =
-                inner.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if members.0 != me || members.1 != voters {
-                *members = (me, voters);
-            }
+            *inner.members.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (me, voters);
         }
     }
 
     /// Returns the instant at least a majority of the voters last given to
-    /// [`PeerClocks::set_members`] have reached by their clocks, as [`PeerClocks::quorum`]
-    /// estimates it.
+    /// [`PeerClocks::set_members`] have reached by their clocks, as this node estimates them,
+    /// or `None` when it has fresh readings from fewer than a majority (or reads no clock).
     pub fn group(&self) -> Option<i64> {
         let inner = self.inner.as_ref()?;
         let (me, voters) =
@@ -133,13 +131,11 @@ impl PeerClocks {
         self.quorum(me, &voters)
     }
 
-    /// Returns the instant at least a majority of `voters` have reached by their clocks, as
-    /// this node (`me`) estimates them, or `None` when it has fresh readings from fewer than a
-    /// majority (or reads no clock).
-    pub fn quorum(&self, me: NodeId, voters: &BTreeSet<NodeId>) -> Option<i64> {
+    /// As [`PeerClocks::group`], for node `me` among `voters`.
+    fn quorum(&self, me: NodeId, voters: &BTreeSet<NodeId>) -> Option<i64> {
         let inner = self.inner.as_ref()?;
         let now = (inner.read)();
-        let offsets = self.offsets();
+        let offsets = inner.fresh(now);
         let readings: Vec<i64> = voters
             .iter()
             .filter_map(|voter| {
@@ -158,7 +154,7 @@ impl PeerClocks {
     pub fn earliest(&self) -> Option<i64> {
         let inner = self.inner.as_ref()?;
         let now = (inner.read)();
-        let earliest = self.offsets().values().map(|offset| now.saturating_add(*offset)).min();
+        let earliest = inner.fresh(now).values().map(|offset| now.saturating_add(*offset)).min();
         Some(earliest.map_or(now, |earliest| earliest.min(now)))
     }
 }
@@ -214,8 +210,6 @@ mod tests {
     fn a_leader_five_minutes_fast_reads_its_followers_time() {
         let now = Arc::new(AtomicI64::new(1_000 * MINUTE + 5 * MINUTE));
         let leader = clocks(&now);
-        // Calls sent at the leader's reading; the followers answer with the true time, the
-        // round trip taking 2 ms of the leader's clock.
         // The followers answer with the true time, stamped 1 ms before the answers arrive
         // (the leader's clock having moved 2 ms over the call): the estimate is the reading,
         // never more, however long the call took.

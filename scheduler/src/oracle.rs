@@ -222,8 +222,8 @@ fn token_of(message: &str) -> Option<u64> {
 
 /// W-1 from the events (`items` of `get events -o json`, in commit order): for each migration,
 /// a `Completed` event must name the token of its one current lease (granted by a `Leased`
-/// event, not yet ended by `LeaseExpired`, `LeaseRevoked` or by the migration ending), and no lease may be
-/// granted while another is current. Returns one violation for each breach. When the group
+/// event, not yet ended by `LeaseExpired`, `LeaseRevoked` or by the migration ending), and no
+/// lease may be granted while another is current. Returns one violation for each breach. When the group
 /// has trimmed its oldest events (the first kept is not `seq` 1), a migration whose `Leased`
 /// event was trimmed is judged only from its next grant on.
 pub fn stale_leases(events: &[Value]) -> Vec<String> {
@@ -238,14 +238,13 @@ pub fn stale_leases(events: &[Value]) -> Vec<String> {
         let mut name = object["name"].as_str().unwrap_or_default().to_owned();
         let reason = event["reason"].as_str().unwrap_or_default();
         if object["kind"].as_str() == Some("MigrationSchedule") {
-            // A scheduled migration's end is told on its schedule, naming it.
-            let (Some(start), Some(end)) = (message.find('('), message.find(')')) else {
-                continue;
-            };
-            if matches!(reason, "Successful" | "Failed") && message.starts_with("Scheduled") {
-                name = message[start + 1..end].to_owned();
-            } else {
-                continue;
+            // A scheduled migration's end is told on its schedule: `Scheduled migration (NAME) …`.
+            let ended = matches!(reason, "Successful" | "Failed");
+            let named =
+                message.strip_prefix("Scheduled migration (").and_then(|r| r.split_once(')'));
+            match named {
+                Some((migration, _)) if ended => name = migration.to_owned(),
+                _ => continue,
             }
         }
         let key = (namespace.clone(), name.clone());
